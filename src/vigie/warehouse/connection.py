@@ -153,8 +153,9 @@ class PostgresWarehouse:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self._con = psycopg.connect(url.replace("postgres://", "postgresql://", 1),
-                                        connect_timeout=5, autocommit=True)
+            self._con = psycopg.connect(
+                url.replace("postgres://", "postgresql://", 1), connect_timeout=5, autocommit=True
+            )
         except psycopg.Error as err:
             raise VigieError(
                 ErrorCode.WAREHOUSE_UNAVAILABLE,
@@ -169,17 +170,17 @@ class PostgresWarehouse:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         with self._con.cursor() as cur:
-            cur.execute(self._sql(sql) if params else sql, list(params) or None)  # type: ignore[arg-type]
+            cur.execute(self._sql(sql) if params else sql, list(params) or None)
             return cur.rowcount
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._con.cursor() as cur:
-            cur.execute(self._sql(sql) if params else sql, list(params) or None)  # type: ignore[arg-type]
+            cur.execute(self._sql(sql) if params else sql, list(params) or None)
             return list(cur.fetchall())
 
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         with self._con.cursor() as cur:
-            cur.execute(self._sql(sql) if params else sql, list(params) or None)  # type: ignore[arg-type]
+            cur.execute(self._sql(sql) if params else sql, list(params) or None)
             names = [d.name for d in cur.description or []]
             rows = cur.fetchall()
         return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})

