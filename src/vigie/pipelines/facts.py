@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from vigie.pipelines.checks import local_dates
-from vigie.pipelines.transform import UNKNOWN_KEY, iso_utc, surrogate
+from vigie.pipelines.transform import UNKNOWN_KEY, surrogate
 from vigie.pipelines.validate import CORRECTIONS
 
 LATE_MINUTES = 15
@@ -38,6 +38,7 @@ def fact_flight(
         loaded_at: Load time stamped on every row.
     """
     date = local_dates(flights)
+    date_key = (date.dt.year * 10000 + date.dt.month * 100 + date.dt.day).astype("int64")
     minute = pd.to_timedelta(flights["minute"].astype("float64"), unit="min")
     sched_dep_local = date + pd.to_timedelta(flights["hour"].astype("float64"), unit="h") + minute
     sched_dep_utc = flights["time_hour"] + minute
@@ -50,17 +51,17 @@ def fact_flight(
     frame = pd.DataFrame(
         {
             "flight_key": surrogate(
-                date.dt.strftime("%Y-%m-%d"),
+                date_key,
                 flights["carrier"],
                 flights["flight"],
                 flights["origin"],
-                sched_dep_local.dt.strftime("%Y-%m-%dT%H:%M"),
+                flights["sched_dep_time"],
             ),
             "flight_date": date.dt.date,
             "carrier_code": flights["carrier"],
             "flight_number": flights["flight"],
             "origin_code": flights["origin"],
-            "date_key": (date.dt.year * 10000 + date.dt.month * 100 + date.dt.day).astype("int64"),
+            "date_key": date_key,
             "carrier_key": surrogate(flights["carrier"]),
             "origin_airport_key": surrogate(flights["origin"]),
             "dest_airport_key": surrogate(flights["dest"]),
@@ -91,8 +92,8 @@ def fact_flight(
 
 
 def _weather_keys(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.Series:
-    keys = surrogate(flights["origin"], iso_utc(flights["time_hour"]))
-    observed = surrogate(weather["origin"], iso_utc(weather["time_hour"]))
+    keys = surrogate(flights["origin"], flights["time_hour"])
+    observed = surrogate(weather["origin"], weather["time_hour"])
     return keys.where(keys.isin(set(observed)), UNKNOWN_KEY)
 
 

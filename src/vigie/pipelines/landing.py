@@ -2,7 +2,7 @@
 
 Layout under ``VIGIE_HOME/landing``::
 
-    <table>/month=2013-01/part.parquet     partitioned tables (flights, weather)
+    <table>/year_month=2013-01/part.parquet partitioned tables (flights, weather)
     <table>/all/part.parquet               small tables
     <table>/malformed.parquet              lines that were not CSV rows
     manifest.json                          source hash, and sha256 + rows of every file
@@ -31,6 +31,8 @@ from vigie.pipelines.validate import PARTITION, ROW
 
 MANIFEST = "manifest.json"
 UNKNOWN_MONTH = "unknown"
+#: Hive-style partition folder key (not "month": the tables have a month column).
+PARTITION_KEY = "year_month"
 
 
 @dataclass
@@ -107,7 +109,7 @@ def _partitions(frame: pd.DataFrame, spec: TableExpectation) -> dict[str, pd.Dat
         + "-"
         + month[valid].astype(int).astype(str).str.zfill(2)
     )
-    return {f"month={key}": rows for key, rows in frame.groupby(label, sort=True)}
+    return {f"{PARTITION_KEY}={key}": rows for key, rows in frame.groupby(label, sort=True)}
 
 
 def _write(path: Path, frame: pd.DataFrame, landing: Path) -> dict[str, Any]:
@@ -143,9 +145,9 @@ def read_landed(name: str, landing: Path, window: tuple[date, date] | None) -> L
 
 
 def _in_window(part: str, window: tuple[date, date] | None) -> bool:
-    if window is None or not part.startswith("month=") or part.endswith(UNKNOWN_MONTH):
+    if window is None or not part.startswith(f"{PARTITION_KEY}=") or part.endswith(UNKNOWN_MONTH):
         return True
-    year, month = (int(x) for x in part.removeprefix("month=").split("-"))
+    year, month = (int(x) for x in part.removeprefix(f"{PARTITION_KEY}=").split("-"))
     first = date(year, month, 1)
     start, end = window
     return date(start.year, start.month, 1) <= first <= end
@@ -168,7 +170,9 @@ def _read_verified(path: Path, info: dict[str, Any], name: str) -> pd.DataFrame:
             path=str(path),
         )
     try:
-        frame = pq.read_table(path).to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+        frame = pq.read_table(path).to_pandas(
+            types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get
+        )
     except (pa.ArrowException, OSError) as err:
         raise VigieError(
             ErrorCode.SOURCE_CORRUPT, f"landing file {path} is unreadable: {err}", table=name

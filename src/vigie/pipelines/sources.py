@@ -99,7 +99,7 @@ def read_source(name: str, path: Path, columns: list[str]) -> SourceTable:
         raise VigieError(
             ErrorCode.SOURCE_CORRUPT, f"source {path.name} cannot be parsed: {err}", table=name
         ) from err
-    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
     frame["_row"] = range(1, len(frame) + 1)
     return SourceTable(name, path, file_sha256(path), frame, malformed)
 

@@ -23,21 +23,26 @@ _KEY_MASK = np.uint64(0x7FFF_FFFF_FFFF_FFFF)
 
 
 def surrogate(*parts: pd.Series) -> pd.Series:
-    """Deterministic 63-bit keys from natural-key parts (never 0, which means unknown)."""
-    text = parts[0].astype("string").fillna("\x00")
-    for part in parts[1:]:
-        text = text + "\x1f" + part.astype("string").fillna("\x00")
-    hashed = pd.util.hash_pandas_object(text.astype(object), index=False).to_numpy()
+    """Deterministic 63-bit keys from natural-key parts (never 0, which means unknown).
+
+    Each part is reduced to a canonical form first (text; int64; UTC epoch seconds), so a
+    dimension and a fact holding the same natural key in different pandas dtypes agree.
+    """
+    canonical = pd.DataFrame({i: _canonical(part) for i, part in enumerate(parts)})
+    hashed = pd.util.hash_pandas_object(canonical, index=False).to_numpy()
     keys = (hashed & _KEY_MASK).astype(np.int64)
     keys[keys == UNKNOWN_KEY] = 1
     result: pd.Series = pd.Series(keys, index=parts[0].index)
     return result
 
 
-def iso_utc(values: pd.Series) -> pd.Series:
-    """UTC timestamps as ISO text (the form hashed into keys)."""
-    text: pd.Series = values.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return text
+def _canonical(part: pd.Series) -> np.ndarray:
+    if isinstance(part.dtype, pd.DatetimeTZDtype):
+        seconds = part.dt.tz_convert("UTC").astype("datetime64[s, UTC]").astype("int64")
+        return np.asarray(seconds, dtype=np.int64)
+    if pd.api.types.is_numeric_dtype(part.dtype) and not pd.api.types.is_bool_dtype(part.dtype):
+        return np.asarray(part.astype("Int64").fillna(-1).astype("int64"), dtype=np.int64)
+    return np.asarray(part.astype(object).where(part.notna(), "\x00").astype(str), dtype=object)
 
 
 def _stamp(frame: pd.DataFrame, run_id: str, loaded_at: datetime) -> pd.DataFrame:
@@ -152,7 +157,7 @@ def dim_weather_hour(weather: pd.DataFrame, run_id: str, loaded_at: datetime) ->
             "is_corrected": weather[CORRECTIONS].notna(),
         }
     )
-    frame["weather_key"] = surrogate(frame["origin_code"], iso_utc(frame["time_hour_utc"]))
+    frame["weather_key"] = surrogate(frame["origin_code"], frame["time_hour_utc"])
     unknown = {
         "weather_key": UNKNOWN_KEY,
         "origin_code": UNKNOWN_CODE,

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vigie.pipelines.expectations import ColumnExpectation, TableExpectation
 
@@ -73,20 +76,54 @@ def finding(
     return Finding(check, column, mask, messages)
 
 
+_INTEGER = r"^[+-]?\d{1,18}(\.0*)?$"
+_FLOAT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$"
+_NUMBER_TYPES: dict[pa.DataType, Any] = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.float64(): pd.Float64Dtype(),
+}
+
+
+_NONE = pd.Series(dtype=object)
+
+
+def _strings(array: pa.Array, index: pd.Index) -> pd.Series:
+    """Arrow strings as a pandas string column (Arrow-backed: no copy to Python objects)."""
+    return pd.Series(array.cast(pa.string()), index=index, dtype=pd.StringDtype("pyarrow"))
+
+
+def _flags(array: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as numpy, nulls as False."""
+    filled: pa.Array = pc.fill_null(array, False)
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 class _Typer:
-    """Types one column and records what failed or was corrected."""
+    """Types one column and records what failed or was corrected.
+
+    Parsing runs on Arrow compute kernels (vectorised, no Python per value); only the
+    failing rows ever reach Python, to build their messages.
+    """
 
     def __init__(self, raw: pd.DataFrame) -> None:
         self.raw = raw
+        self._spec = ColumnExpectation(type="text")
         self.failures: list[Finding] = []
         self.corrections: list[Finding] = []
 
     def column(self, name: str, spec: ColumnExpectation) -> pd.Series:
-        text = self.raw[name].astype("string").str.strip()
-        text = text.mask(text == "")
-        value = getattr(self, f"_{spec.type}")(name, text, spec)
-        self._required(name, spec, value)
+        original = pa.array(self.raw[name], type=pa.large_string(), from_pandas=True)
+        text = pc.utf8_trim_whitespace(original)
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
+        present = _flags(pc.is_valid(text))
+        self._spec = spec
+        value = getattr(self, f"_{spec.type}")(name, text, original, present)
+        if spec.required:
+            self._fail("missing_value", name, self._series(~present), "is required")
         return self._bounds(name, spec, value)
+
+    def _series(self, flags: np.ndarray) -> pd.Series:
+        return pd.Series(flags, index=self.raw.index)
 
     def _fail(self, check: str, name: str, mask: pd.Series, what: str) -> None:
         self.failures.append(
@@ -99,57 +136,101 @@ class _Typer:
             )
         )
 
-    def _numeric(self, name: str, text: pd.Series, integral: bool) -> pd.Series:
-        number = pd.to_numeric(text, errors="coerce")
-        bad = text.notna() & number.isna()
-        if integral:
-            bad |= number.notna() & (number % 1 != 0)
+    def _numeric(self, name: str, text: pa.Array, present: np.ndarray, integral: bool) -> pd.Series:
+        matches = pc.match_substring_regex(text, _INTEGER if integral else _FLOAT)
+        valid = _flags(matches)
         kind = "an integer" if integral else "a number"
-        self._fail("type_mismatch", name, bad, f"is not {kind}")
-        number = number.mask(bad)
-        return number.astype("Int64") if integral else number.astype("Float64")
+        self._fail("type_mismatch", name, self._series(present & ~valid), f"is not {kind}")
+        clean = pc.if_else(pa.array(valid), text, pa.scalar(None, pa.large_string()))
+        target = pa.int64() if integral else pa.float64()
+        if integral:
+            clean = pc.replace_substring_regex(clean, r"\.0*$", "")
+        try:
+            number = pc.cast(clean, target)
+        except pa.ArrowInvalid:  # e.g. a float literal beyond float64: let pandas decide
+            fallback = pd.to_numeric(pd.Series(clean.to_pylist()), errors="coerce")
+            return fallback.astype(_NUMBER_TYPES[target]).set_axis(self.raw.index)
+        result: pd.Series = number.to_pandas(types_mapper=_NUMBER_TYPES.get)
+        return result.set_axis(self.raw.index)
 
-    def _integer(self, name: str, text: pd.Series, spec: ColumnExpectation) -> pd.Series:
-        return self._numeric(name, text, integral=True)
+    def _integer(
+        self,
+        name: str,
+        text: pa.Array,
+        original: pa.Array,
+        present: np.ndarray,
+    ) -> pd.Series:
+        return self._numeric(name, text, present, integral=True)
 
-    def _float(self, name: str, text: pd.Series, spec: ColumnExpectation) -> pd.Series:
-        return self._numeric(name, text, integral=False)
+    def _float(
+        self,
+        name: str,
+        text: pa.Array,
+        original: pa.Array,
+        present: np.ndarray,
+    ) -> pd.Series:
+        return self._numeric(name, text, present, integral=False)
 
-    def _text(self, name: str, text: pd.Series, spec: ColumnExpectation) -> pd.Series:
-        return text
+    def _text(
+        self,
+        name: str,
+        text: pa.Array,
+        original: pa.Array,
+        present: np.ndarray,
+    ) -> pd.Series:
+        return _strings(text, self.raw.index)
 
-    def _code(self, name: str, text: pd.Series, spec: ColumnExpectation) -> pd.Series:
-        value = text.str.upper() if spec.normalize == "upper" else text
-        changed = value.notna() & (value != self.raw[name].astype("string"))
-        self.corrections.append(
-            Finding("normalized_code", name, changed.fillna(False), pd.Series())
-        )
-        if spec.pattern:
-            bad = value.notna() & ~value.str.fullmatch(spec.pattern).fillna(False)
-            self._fail("malformed_code", name, bad, f"does not match {spec.pattern}")
-            value = value.mask(bad)
-        return value
+    def _code(
+        self,
+        name: str,
+        text: pa.Array,
+        original: pa.Array,
+        present: np.ndarray,
+    ) -> pd.Series:
+        value = pc.utf8_upper(text) if self._spec.normalize == "upper" else text
+        changed = present & _flags(pc.not_equal(value, original))
+        self.corrections.append(Finding("normalized_code", name, self._series(changed), _NONE))
+        pattern = self._spec.pattern
+        if pattern:
+            bad = present & ~_flags(pc.match_substring_regex(value, pattern))
+            self._fail("malformed_code", name, self._series(bad), f"does not match {pattern}")
+            value = pc.if_else(pa.array(bad), pa.scalar(None, pa.large_string()), value)
+        return _strings(value, self.raw.index)
 
-    def _clock(self, name: str, text: pd.Series, spec: ColumnExpectation) -> pd.Series:
-        value = self._numeric(name, text, integral=True)
-        midnight = (value == 2400).fillna(False)
-        self.corrections.append(Finding("clock_2400", name, midnight.fillna(False), pd.Series()))
+    def _clock(
+        self,
+        name: str,
+        text: pa.Array,
+        original: pa.Array,
+        present: np.ndarray,
+    ) -> pd.Series:
+        value = self._numeric(name, text, present, integral=True)
+        midnight = (value == 2400).fillna(False).astype(bool)
+        self.corrections.append(Finding("clock_2400", name, midnight, _NONE))
         value = value.mask(midnight, 0)
         bad = value.notna() & ((value < 0) | (value > 2359) | (value % 100 >= 60))
-        self._fail("invalid_clock", name, bad, "is not a clock time hhmm")
-        return value.mask(bad)
+        self._fail(
+            "invalid_clock", name, bad.fillna(False).astype(bool), "is not a clock time hhmm"
+        )
+        return value.mask(bad.fillna(False).astype(bool))
 
-    def _timestamp(self, name: str, text: pd.Series, spec: ColumnExpectation) -> pd.Series:
-        value = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-        self._fail("type_mismatch", name, text.notna() & value.isna(), "is not an ISO-8601 time")
-        return value
-
-    def _required(self, name: str, spec: ColumnExpectation, value: pd.Series) -> None:
-        if spec.required:
-            raw_missing = self.raw[name].isna() | (
-                self.raw[name].astype("string").str.strip() == ""
+    def _timestamp(
+        self,
+        name: str,
+        text: pa.Array,
+        original: pa.Array,
+        present: np.ndarray,
+    ) -> pd.Series:
+        try:
+            stamps = pc.cast(text, pa.timestamp("s", tz="UTC")).to_pandas()
+        except pa.ArrowInvalid:  # some value is not ISO-8601 with a zone: parse leniently
+            stamps = pd.to_datetime(
+                pd.Series(text.to_pylist()), utc=True, errors="coerce", format="ISO8601"
             )
-            self._fail("missing_value", name, raw_missing & value.isna(), "is required")
+        value = pd.Series(stamps.to_numpy(), index=self.raw.index).astype("datetime64[ns, UTC]")
+        bad = present & value.isna().to_numpy()
+        self._fail("type_mismatch", name, self._series(bad), "is not an ISO-8601 time")
+        return value
 
     def _bounds(self, name: str, spec: ColumnExpectation, value: pd.Series) -> pd.Series:
         if spec.min is None and spec.max is None:
