@@ -137,21 +137,35 @@ class _Typer:
         )
 
     def _numeric(self, name: str, text: pa.Array, present: np.ndarray, integral: bool) -> pd.Series:
-        matches = pc.match_substring_regex(text, _INTEGER if integral else _FLOAT)
-        valid = _flags(matches)
-        kind = "an integer" if integral else "a number"
-        self._fail("type_mismatch", name, self._series(present & ~valid), f"is not {kind}")
-        clean = pc.if_else(pa.array(valid), text, pa.scalar(None, pa.large_string()))
         target = pa.int64() if integral else pa.float64()
-        if integral:
-            clean = pc.replace_substring_regex(clean, r"\.0*$", "")
+        number = self._cast_all(text, target)
+        if number is None:  # some value does not parse: find which, by pattern
+            matches = pc.match_substring_regex(text, _INTEGER if integral else _FLOAT)
+            valid = _flags(matches)
+            clean = pc.if_else(pa.array(valid), text, pa.scalar(None, pa.large_string()))
+            if integral:
+                clean = pc.replace_substring_regex(clean, r"\.0*$", "")
+            number = self._cast_all(clean, target)
+        if number is None:  # e.g. a float literal beyond float64: let pandas decide
+            fallback = pd.to_numeric(pd.Series(text.to_pylist()), errors="coerce")
+            result = fallback.astype(_NUMBER_TYPES[target]).set_axis(self.raw.index)
+        else:
+            result = number.to_pandas(types_mapper=_NUMBER_TYPES.get).set_axis(self.raw.index)
+        if not integral:  # "nan" and "inf" parse, but are not measurements
+            finite = np.isfinite(result.to_numpy(dtype="float64", na_value=np.nan))
+            result = result.mask(~finite & result.notna().to_numpy())
+        bad = present & result.isna().to_numpy()
+        kind = "an integer" if integral else "a number"
+        self._fail("type_mismatch", name, self._series(bad), f"is not {kind}")
+        return result
+
+    @staticmethod
+    def _cast_all(text: pa.Array, target: pa.DataType) -> pa.Array | None:
         try:
-            number = pc.cast(clean, target)
-        except pa.ArrowInvalid:  # e.g. a float literal beyond float64: let pandas decide
-            fallback = pd.to_numeric(pd.Series(clean.to_pylist()), errors="coerce")
-            return fallback.astype(_NUMBER_TYPES[target]).set_axis(self.raw.index)
-        result: pd.Series = number.to_pandas(types_mapper=_NUMBER_TYPES.get)
-        return result.set_axis(self.raw.index)
+            cast: pa.Array = pc.cast(text, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        return cast
 
     def _integer(
         self,
@@ -227,7 +241,7 @@ class _Typer:
             stamps = pd.to_datetime(
                 pd.Series(text.to_pylist()), utc=True, errors="coerce", format="ISO8601"
             )
-        value = pd.Series(stamps.to_numpy(), index=self.raw.index).astype("datetime64[ns, UTC]")
+        value: pd.Series = stamps.astype("datetime64[ns, UTC]").set_axis(self.raw.index)
         bad = present & value.isna().to_numpy()
         self._fail("type_mismatch", name, self._series(bad), "is not an ISO-8601 time")
         return value
