@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: JSON when stderr is not a terminal."
     )
+    models_dir: Path = Field(
+        default=Path("models"), description="Folder of model specs (models/<name>/spec.yaml)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Training and ONNX Runtime device; auto picks CUDA if present."
+    )
+    seed: int = Field(default=13, description="Default random seed for training.")
     pipeline_batch_rows: int = Field(
         default=500_000, ge=1_000, description="Rows per bulk-load batch into the warehouse."
     )
@@ -103,6 +110,16 @@ class Settings(BaseSettings):
     def audit_log_path(self) -> Path:
         """The hash-chained audit log."""
         return self.home / "audit" / "audit.jsonl"
+
+    @property
+    def registry_dir(self) -> Path:
+        """The model registry's artifact store (versions, aliases)."""
+        return self.home / "registry"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """Materialised training snapshots (Parquet, named by content hash)."""
+        return self.home / "snapshots"
 
     @property
     def secrets_dir(self) -> Path:
