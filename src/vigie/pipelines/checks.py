@@ -174,6 +174,16 @@ def known_time_zone(frame: pd.DataFrame) -> list[Finding]:
     ]
 
 
+#: The finding names each table-level check can report (what the quality report lists).
+FINDINGS: dict[str, tuple[str, ...]] = {
+    "calendar_date": ("invalid_date",),
+    "scheduled_clock_matches": ("clock_mismatch",),
+    "time_hour_matches_local": ("time_zone_mismatch",),
+    "departure_consistent": ("delay_mismatch", "incomplete_departure"),
+    "arrival_consistent": ("delay_mismatch", "arrival_without_departure"),
+    "known_time_zone": ("unknown_time_zone",),
+}
+
 CHECKS: dict[str, TableCheck] = {
     "calendar_date": calendar_date,
     "scheduled_clock_matches": scheduled_clock_matches,

@@ -76,7 +76,12 @@ def extract(
         True when the table was (re-)extracted.
     """
     source = source_dir / spec.source
-    manifest = load_manifest(landing)
+    try:
+        manifest = load_manifest(landing)
+    except VigieError:
+        if not refresh:
+            raise
+        manifest = {"version": 1, "tables": {}}  # a refresh rebuilds a corrupt manifest
     entry = manifest["tables"].get(name)
     if not refresh and entry and source.is_file() and entry["source_sha256"] == file_sha256(source):
         return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from importlib import resources
 from typing import Any
 
 import pandas as pd
@@ -13,7 +15,7 @@ from vigie.pipelines.expectations import Expectations
 from vigie.pipelines.facts import fact_flight
 from vigie.pipelines.lineage import RunRecord
 from vigie.pipelines.quarantine import malformed_rows, quarantine_rows
-from vigie.pipelines.validate import Outcome
+from vigie.pipelines.validate import CORRECTIONS, Outcome
 from vigie.warehouse.connection import Warehouse
 
 #: Warehouse tables in load order, with the key that makes a row "already loaded".
@@ -45,6 +47,7 @@ def build_tables(
 ) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
     """Warehouse rows for every target table, and the dimension gaps that were filled."""
     ok = {name: o.accepted for name, o in outcomes.items()}
+    ok["airports"], supplemented = with_reference_airports(ok["airports"])
     run, at = record.run_id, record.started_at
     flights = ok["flights"]
     tables = {
@@ -73,7 +76,30 @@ def build_tables(
         )
         parts.append(malformed_rows(name, malformed[name], f"{name}/malformed", run, at))
     tables["quarantine"] = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
-    return tables, _gaps(tables)
+    gaps = _gaps(tables)
+    gaps.insert(
+        0,
+        {
+            "what": "airports absent from airports, filled from the reference supplement",
+            "count": supplemented,
+            "how": "name, position and IANA time zone from public FAA data "
+            "(vigie/pipelines/reference/airports_supplement.csv); is_corrected = true",
+        },
+    )
+    return tables, gaps
+
+
+def with_reference_airports(airports: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Airports plus reference members the source lacks (the source always wins).
+
+    The 2013 source has no row for four Caribbean destinations (BQN, PSE, SJU, STT); without
+    their time zone no arrival could be placed in UTC.
+    """
+    text = resources.files("vigie.pipelines") / "reference" / "airports_supplement.csv"
+    extra = pd.read_csv(io.StringIO(text.read_text()), dtype={"alt": "Int64", "tz": "Int64"})
+    extra = extra[~extra["faa"].isin(airports["faa"])]
+    extra[CORRECTIONS] = "reference_supplement:airports"
+    return pd.concat([airports, extra], ignore_index=True), len(extra)
 
 
 def _gaps(tables: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:

@@ -25,8 +25,8 @@ def write_metrics(folder: Path, record: RunRecord) -> Path:
     if record.status == "success" and record.finished_at is not None:
         last_success = record.finished_at.timestamp()
     lines = [
-        "# HELP vigie_pipeline_rows_total Rows of the last run by source table and outcome.",
-        "# TYPE vigie_pipeline_rows_total gauge",
+        "# HELP vigie_pipeline_rows Rows of the last run by source table and outcome.",
+        "# TYPE vigie_pipeline_rows gauge",
     ]
     for t in record.tables:
         for outcome, value in (
@@ -37,7 +37,7 @@ def write_metrics(folder: Path, record: RunRecord) -> Path:
             ("quarantined", t.rows_quarantined),
         ):
             lines.append(
-                f'vigie_pipeline_rows_total{{pipeline="{record.pipeline}",table="{t.table}",'
+                f'vigie_pipeline_rows{{pipeline="{record.pipeline}",table="{t.table}",'
                 f'outcome="{outcome}"}} {value}'
             )
     lines += [

@@ -22,7 +22,7 @@ from vigie.governance.audit import AuditLog
 from vigie.governance.policy import DataPolicy, Handling, load_policy
 from vigie.governance.pseudonymize import Pseudonymizer
 from vigie.pipelines import landing
-from vigie.pipelines.checks import CHECKS
+from vigie.pipelines.checks import CHECKS, FINDINGS
 from vigie.pipelines.expectations import Expectations, load_expectations
 from vigie.pipelines.lineage import RunRecord, TableStats, write_run
 from vigie.pipelines.load import build_tables, load_all
@@ -118,7 +118,11 @@ def _execute(
         policy.check_columns(name, [c for c in landed.frame.columns if c not in META])
         notify(f"validating {name}")
         raw = _in_window(landed.frame, window) if spec.partition else landed.frame
-        outcome = validate(name, raw, spec, CHECKS)
+        hidden = frozenset(
+            policy.columns_with(name, Handling.PSEUDONYMIZE)
+            + policy.columns_with(name, Handling.DROP)
+        )
+        outcome = validate(name, raw, spec, CHECKS, hidden)
         outcomes[name] = _protect(policy, pseudonymizer, outcome)
         malformed[name] = _protect_lines(
             policy, pseudonymizer, name, list(raw.columns), landed.malformed
@@ -251,7 +255,9 @@ def _declared_checks(checks: list[str], columns: dict[str, Any]) -> list[str]:
         names |= {"out_of_range"} if spec.min is not None or spec.max is not None else set()
         names |= {"malformed_code"} if spec.pattern else set()
         names |= {"invalid_clock"} if spec.type == "clock" else set()
-    return sorted(names | set(checks))
+    for check in checks:
+        names |= set(FINDINGS[check])
+    return sorted(names)
 
 
 def _fail(

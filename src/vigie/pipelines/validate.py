@@ -105,8 +105,9 @@ class _Typer:
     failing rows ever reach Python, to build their messages.
     """
 
-    def __init__(self, raw: pd.DataFrame) -> None:
+    def __init__(self, raw: pd.DataFrame, withheld: frozenset[str]) -> None:
         self.raw = raw
+        self.withheld = withheld
         self._spec = ColumnExpectation(type="text")
         self.failures: list[Finding] = []
         self.corrections: list[Finding] = []
@@ -126,6 +127,11 @@ class _Typer:
         return pd.Series(flags, index=self.raw.index)
 
     def _fail(self, check: str, name: str, mask: pd.Series, what: str) -> None:
+        if name in self.withheld:  # an identifier's raw value must not leak into a reason
+            self.failures.append(
+                finding(check, name, mask, lambda f: f"{name}: value {what}", self.raw)
+            )
+            return
         self.failures.append(
             finding(
                 check,
@@ -260,7 +266,11 @@ class _Typer:
 
 
 def validate(
-    table: str, raw: pd.DataFrame, spec: TableExpectation, checks: dict[str, TableCheck]
+    table: str,
+    raw: pd.DataFrame,
+    spec: TableExpectation,
+    checks: dict[str, TableCheck],
+    withheld: frozenset[str] = frozenset(),
 ) -> Outcome:
     """Type, correct and check every record of ``raw`` against ``spec``.
 
@@ -269,9 +279,10 @@ def validate(
         raw: Raw string columns, plus ``_row`` and ``_partition``.
         spec: The table's declared expectations.
         checks: Table-level checks by name (see :mod:`vigie.pipelines.checks`).
+        withheld: Columns whose raw values never appear in a reason (identifiers).
     """
     raw = raw.reset_index(drop=True)
-    typer = _Typer(raw)
+    typer = _Typer(raw, withheld)
     typed = pd.DataFrame({name: typer.column(name, col) for name, col in spec.columns.items()})
     for meta in META:
         typed[meta] = raw[meta]

@@ -93,9 +93,19 @@ def latest_version() -> int:
     return available()[-1].version
 
 
+def _has_ledger(warehouse: Warehouse) -> bool:
+    rows = warehouse.query(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+        + (" AND table_schema = current_schema()" if warehouse.dialect == "postgresql" else "")
+    )
+    return bool(rows[0][0])
+
+
 def current_version(warehouse: Warehouse) -> int:
-    """The version the database is at (0 for an empty one)."""
-    warehouse.execute(_LEDGER)
+    """The version the database is at (0 for an empty one). Reads only: a role that may
+    not create tables (the loader, the reader) can call it."""
+    if not _has_ledger(warehouse):
+        return 0
     rows = warehouse.query("SELECT max(version) FROM schema_migrations")
     return int(rows[0][0] or 0)
 
@@ -106,7 +116,8 @@ def check_history(warehouse: Warehouse, migrations: list[Migration]) -> None:
     Raises:
         VigieError: MIGRATION_MISMATCH naming the version and what differs.
     """
-    warehouse.execute(_LEDGER)
+    if not _has_ledger(warehouse):
+        return
     known = {m.version: m for m in migrations}
     latest = max(known)
     for version, name, checksum in warehouse.query(
@@ -139,6 +150,9 @@ def migrate(warehouse: Warehouse, target: int | None = None) -> list[int]:
     check_history(warehouse, migrations)
     done = current_version(warehouse)
     target = migrations[-1].version if target is None else target
+    if done >= target:
+        return []
+    warehouse.execute(_LEDGER)
     applied = []
     for migration in migrations:
         if done < migration.version <= target:

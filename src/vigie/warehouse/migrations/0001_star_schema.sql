@@ -151,7 +151,7 @@ CREATE TABLE pipeline_run_table (
 );
 
 CREATE TABLE quarantine (
-    quarantine_id   BIGINT PRIMARY KEY,           -- hash of (source_table, record_key, checks)
+    quarantine_id   BIGINT PRIMARY KEY,           -- hash of (source_table, partition, row, checks)
     source_table    VARCHAR NOT NULL,
     record_key      VARCHAR NOT NULL,             -- natural key, or the source row number
     source_partition VARCHAR NOT NULL,

@@ -55,14 +55,14 @@ $$;
 DO $$
 BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO vigie_loader, vigie_reader', current_schema());
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA %I TO vigie_loader',
+    EXECUTE format('GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA %I TO vigie_loader',
                    current_schema());
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO vigie_reader', current_schema());
     EXECUTE format('REVOKE ALL ON schema_migrations FROM vigie_loader, vigie_reader');
     EXECUTE format('GRANT SELECT ON schema_migrations TO vigie_loader, vigie_reader');
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO vigie_reader',
                    current_schema());
-    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT, UPDATE ON TABLES TO vigie_loader',
+    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT ON TABLES TO vigie_loader',
                    current_schema());
 END
 $$;
