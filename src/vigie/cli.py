@@ -35,7 +35,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(warehouse_app, name="warehouse")
 
 out = Console()
-err_console = Console(stderr=True)
+# soft_wrap: an error stays one greppable line when stderr is not a terminal
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -103,7 +103,18 @@ def _scheduled_arrival(
     clock = flights["sched_arr_time"].astype("float64")
     local = date + pd.to_timedelta(clock // 100, unit="h") + pd.to_timedelta(clock % 100, unit="m")
     zones = flights["dest"].map(dict(zip(airports["faa"], airports["tzone"], strict=True)))
-    utc = pd.Series(pd.NaT, index=flights.index, dtype="datetime64[ns, UTC]")
+    utc = _to_utc(local, zones)
+    # An arrival clock earlier than the departure is on the next local day; localise that day
+    # again (adding 24 hours in UTC would be an hour off across a daylight-saving change).
+    overnight = utc < sched_dep_utc
+    local = local.mask(overnight, local + pd.Timedelta(days=1))
+    utc = utc.mask(overnight, _to_utc(local[overnight], zones[overnight]))
+    return local, utc
+
+
+def _to_utc(local: pd.Series, zones: pd.Series) -> pd.Series:
+    """Local wall-clock times in each row's IANA zone, as UTC (NaT where the zone is unknown)."""
+    utc = pd.Series(pd.NaT, index=local.index, dtype="datetime64[ns, UTC]")
     for zone, rows in local.groupby(zones.fillna(""), sort=False):
         if not zone:
             continue
@@ -111,7 +122,4 @@ def _scheduled_arrival(
             zone, ambiguous=np.ones(len(rows), dtype=bool), nonexistent="shift_forward"
         )
         utc.loc[rows.index] = stamped.dt.tz_convert("UTC")
-    overnight = utc < sched_dep_utc
-    local = local.mask(overnight, local + pd.Timedelta(days=1))
-    utc = utc.mask(overnight, utc + pd.Timedelta(days=1))
-    return local, utc
+    return utc

