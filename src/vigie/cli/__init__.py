@@ -1,0 +1,35 @@
+"""The ``vigie`` command: one sub-command group per area.
+
+Every command builds the settings at start-up, maps a :class:`VigieError` to a clear
+message and its exit status, and never shows a traceback for an expected failure.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from vigie.cli.common import report_error
+from vigie.cli.data import audit_app, pipeline_app, warehouse_app
+from vigie.cli.models import registry_app, train
+from vigie.errors import EXIT_CODES, VigieError
+
+app = typer.Typer(help="vigie: model serving and monitoring platform.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(audit_app, name="audit")
+app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(registry_app, name="registry")
+app.command("train")(train)
+
+
+def main() -> None:
+    """Entry point of the ``vigie`` command."""
+    try:
+        app()
+    except VigieError as error:  # settings errors raised before a command's guard
+        report_error(error)
+        sys.exit(EXIT_CODES[error.code])
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,120 @@
+"""ONNX Runtime sessions over exported models, with chosen and recorded options."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import pandas as pd
+
+from vigie.errors import ErrorCode, VigieError
+
+#: Default size of the intra-op thread pool: small, because serving runs one session per
+#: model and several workers per machine; more threads rarely help rows this narrow.
+DEFAULT_INTRA_OP_THREADS = 2
+
+
+class OnnxModel:
+    """An ONNX Runtime session over one exported model.
+
+    Args:
+        path: The ``.onnx`` file.
+        device: ``cpu``, ``cuda`` or ``auto`` (CUDA when its execution provider exists).
+        intra_op_threads: Size of the intra-op thread pool.
+
+    Raises:
+        VigieError: ARTIFACT_CORRUPT when the file cannot be loaded; CONFIGURATION when
+            ``cuda`` is asked and ONNX Runtime has no CUDA execution provider.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        *,
+        intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
+    ) -> None:
+        available = ort.get_available_providers()
+        cuda = "CUDAExecutionProvider" in available
+        if device == "cuda" and not cuda:
+            raise VigieError(
+                ErrorCode.CONFIGURATION,
+                "device cuda asked but ONNX Runtime has no CUDAExecutionProvider "
+                "(install onnxruntime-gpu)",
+            )
+        providers = ["CPUExecutionProvider"]
+        if device != "cpu" and cuda:
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = max(1, min(intra_op_threads, os.cpu_count() or 1))
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as err:  # onnxruntime raises several unrelated types
+            raise VigieError(
+                ErrorCode.ARTIFACT_CORRUPT, f"cannot load ONNX model {path}: {err}"
+            ) from err
+        self.path = path
+        self.options: dict[str, Any] = {
+            "graph_optimization_level": "ORT_ENABLE_ALL",
+            "intra_op_num_threads": options.intra_op_num_threads,
+            "inter_op_num_threads": options.inter_op_num_threads,
+            "providers": self.session.get_providers(),
+            "onnxruntime": ort.__version__,
+        }
+        self.inputs = {i.name: i.type for i in self.session.get_inputs()}
+        self.output_name = self.session.get_outputs()[0].name
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def predict(self, rows: pd.DataFrame | Mapping[str, Any]) -> npt.NDArray[np.float32]:
+        """Predict for a frame, or a mapping of feature name to values (one per row).
+
+        Raises:
+            VigieError: INVALID_INPUT naming a missing feature or a non-numeric value.
+        """
+        return np.asarray(self.session.run([self.output_name], self.feed(rows))[0]).reshape(-1)
+
+    def feed(self, rows: pd.DataFrame | Mapping[str, Any]) -> dict[str, npt.NDArray[Any]]:
+        """The session inputs for ``rows``: ``[N, 1]`` strings or float32 (NaN = missing)."""
+        missing = [name for name in self.inputs if name not in rows]
+        if missing:
+            raise VigieError(
+                ErrorCode.INVALID_INPUT,
+                f"missing feature(s): {', '.join(missing)}",
+                field=missing[0],
+                expected=list(self.inputs),
+            )
+        return {
+            name: _column(name, rows[name], kind == "tensor(string)")
+            for name, kind in self.inputs.items()
+        }
+
+
+def _column(name: str, values: Any, is_string: bool) -> npt.NDArray[Any]:
+    raw = np.asarray(values, dtype=object).reshape(-1, 1)
+    if is_string:
+        return np.vectorize(_as_text, otypes=[object])(raw) if raw.size else raw
+    try:
+        return np.asarray(
+            [[np.nan if _is_missing(v) else float(v)] for v in raw[:, 0]], dtype=np.float32
+        ).reshape(-1, 1)
+    except (TypeError, ValueError) as err:
+        raise VigieError(
+            ErrorCode.INVALID_INPUT,
+            f"feature {name!r} must be numbers (null or NaN for missing): {err}",
+            field=name,
+        ) from err
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _as_text(value: Any) -> str:
+    return "" if _is_missing(value) else str(value)
