@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run test lint typecheck contracts unit integration bench clean
+.PHONY: setup run test lint proto proto-check unit integration bench clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,16 @@ run: setup
 ## test: lint, types, import contracts, then unit, integration and e2e tests.
 test: lint
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+## proto: generate the OIP v2 gRPC code from its .proto (the contract; never edit the output).
+PROTO := src/vigie/serving/proto/grpc_predict_v2.proto
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --grpc_python_out=src \
+		--pyi_out=src $(PROTO)
+
+## proto-check: fail when the committed generated code differs from a fresh generation.
+proto-check: proto
+	git diff --exit-code -- src/vigie/serving/proto/
 
 lint: setup
 	$(BIN)/ruff check src tests loadtests

@@ -67,6 +67,32 @@ class Settings(BaseSettings):
         default="auto", description="Training and ONNX Runtime device; auto picks CUDA if present."
     )
     seed: int = Field(default=13, description="Default random seed for training.")
+    stream_url: str | None = Field(
+        default=None,
+        description="Payload log / event stream: redis://... or local segments under home.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the servers bind to.")
+    rest_port: int = Field(default=3000, description="BentoML HTTP port (/predict, /v2).")
+    grpc_port: int = Field(default=8001, description="OIP v2 gRPC port.")
+    max_batch_rows: int = Field(default=256, ge=1, description="Adaptive batch size, in rows.")
+    max_batch_wait_ms: float = Field(
+        default=2.0, ge=0.0, description="Longest a row waits for its batch to fill."
+    )
+    max_request_rows: int = Field(default=4096, ge=1, description="Rows allowed per request.")
+    max_body_bytes: int = Field(default=8 << 20, ge=1024, description="Request size limit.")
+    max_string_length: int = Field(default=64, ge=1, description="Longest string input.")
+    canary_share: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of traffic routed to staging."
+    )
+    shadow: bool = Field(default=False, description="Mirror every request to staging.")
+    reload_interval_s: float = Field(
+        default=2.0, gt=0.0, description="How often workers look for moved aliases."
+    )
+    grpc_max_concurrency: int = Field(default=64, ge=1, description="gRPC calls in flight.")
+    request_timeout_s: float = Field(default=10.0, gt=0.0, description="Per-request deadline.")
+    payload_buffer: int = Field(
+        default=10_000, ge=1, description="Payload-log entries buffered before dropping."
+    )
     pipeline_batch_rows: int = Field(
         default=500_000, ge=1_000, description="Rows per bulk-load batch into the warehouse."
     )
@@ -120,6 +146,16 @@ class Settings(BaseSettings):
     def snapshots_dir(self) -> Path:
         """Materialised training snapshots (Parquet, named by content hash)."""
         return self.home / "snapshots"
+
+    @property
+    def api_keys_file(self) -> Path:
+        """Hashed API keys and their roles."""
+        return self.secrets_dir / "api_keys.json"
+
+    @property
+    def payload_dir(self) -> Path:
+        """Local payload-log segments (when no stream URL is set)."""
+        return self.home / "payload"
 
     @property
     def secrets_dir(self) -> Path:
