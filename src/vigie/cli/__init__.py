@@ -12,6 +12,7 @@ import typer
 
 from vigie.cli.common import report_error
 from vigie.cli.data import audit_app, pipeline_app, warehouse_app
+from vigie.cli.keys import keys_app
 from vigie.cli.models import registry_app, train
 from vigie.errors import EXIT_CODES, VigieError
 
@@ -20,6 +21,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(audit_app, name="audit")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(registry_app, name="registry")
+app.add_typer(keys_app, name="keys")
 app.command("train")(train)
 
 
