@@ -14,6 +14,7 @@ from vigie.cli.common import report_error
 from vigie.cli.data import audit_app, pipeline_app, warehouse_app
 from vigie.cli.keys import keys_app
 from vigie.cli.models import registry_app, train
+from vigie.cli.serve import serve
 from vigie.errors import EXIT_CODES, VigieError
 
 app = typer.Typer(help="vigie: model serving and monitoring platform.", no_args_is_help=True)
@@ -23,6 +24,7 @@ app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
 app.command("train")(train)
+app.command("serve")(serve)
 
 
 def main() -> None:

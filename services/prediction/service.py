@@ -1,0 +1,239 @@
+"""The BentoML service of vigie: a thin shell over ``vigie.serving``.
+
+Each worker builds ONE data plane (loaded ONNX models, one batching queue per model
+version) in its ``on_startup`` hook, on the worker's own event loop, and three front ends
+share it: BentoML's typed ``POST /predict``, the Open Inference Protocol v2 REST routes
+(``/v2/...``, a Starlette app mounted here), and OIP v2 gRPC on ``VIGIE_GRPC_PORT``
+(``vigie.serving.grpc_server``; every worker binds the port with SO_REUSEPORT).
+
+Run from the repository root::
+
+    bentoml serve services.prediction.service:VigiePrediction --host 127.0.0.1 --port 3000
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel, Field, create_model
+
+from vigie.config import Settings, load_settings
+from vigie.errors import ErrorCode, VigieError
+from vigie.log import ConsoleFormatter, JsonFormatter
+from vigie.monitoring.payload_log import PayloadLog
+from vigie.serving import auth, codec, grpc_server, metrics
+from vigie.serving.dataplane import ServingDataPlane, new_request_id
+from vigie.serving.rest import RestContext, bearer, create_app
+from vigie.serving.status import http_status
+from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor
+from vigie.training.features import CATALOGUE, FeatureKind
+
+logger = logging.getLogger("vigie.service")
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+#: One flight as ``/predict`` takes it: every feature a model may use, by name; null or
+#: absent means missing (the model imputes it; an unknown category is not an error).
+Flight: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "Flight",
+    __doc__="A flight before departure: schedule, aircraft and weather at the origin.",
+    **{
+        name: (
+            (str | None) if feature.kind is FeatureKind.CATEGORICAL else (float | None),
+            Field(default=None, description=feature.description),
+        )
+        for name, feature in CATALOGUE.items()
+    },
+)
+
+
+class PredictResponse(BaseModel):
+    """The predictions of ``/predict``, one per flight, and who made them."""
+
+    model: str = Field(description="The model that answered.")
+    version: str = Field(description="The model version that answered.")
+    output: str = Field(description="What the values are: probability or delay_minutes.")
+    request_id: str = Field(description="The id of this request in the payload log.")
+    predictions: list[float | None] = Field(description="One value per flight, in order.")
+
+
+class VigieServingError(BentoMLException):
+    """A VigieError on BentoML's typed API, with the HTTP status of its code."""
+
+
+def _context() -> RestContext:
+    service: VigiePrediction = bentoml.get_current_service()
+    if service.rest_context is None:
+        raise VigieError(ErrorCode.UNAVAILABLE, "the service is starting; retry")
+    return service.rest_context
+
+
+@bentoml.asgi_app(create_app(_context, prefix="/v2"), path="/")
+@bentoml.service(name="vigie_prediction", traffic={"timeout": 30})
+class VigiePrediction:
+    """Serves the registry's production models over BentoML's API, OIP REST and OIP gRPC."""
+
+    def __init__(self) -> None:
+        self.settings: Settings = load_settings()
+        _configure_logging(self.settings)
+        self.dataplane: ServingDataPlane | None = None
+        self.rest_context: RestContext | None = None
+        self._payload_log: Any = None
+        self._grpc: Any = None
+
+    @bentoml.on_startup
+    async def start(self) -> None:
+        """Build and start the data plane, the payload log and the gRPC server."""
+        settings = self.settings
+        self._payload_log = await _start_payload_log(settings)
+        dataplane = ServingDataPlane(settings, payload_log=self._payload_log)
+        # Not ready until gRPC is bound and serving: a failed bind keeps readiness false.
+        dataplane.mark_frontend("grpc", False)
+        await dataplane.start()
+        self.dataplane = dataplane
+        authenticate = _authenticator(settings)
+        self.rest_context = RestContext(dataplane, settings, authenticate)
+        self._grpc = await grpc_server.start_grpc(dataplane, settings, authenticate=authenticate)
+        logger.info(
+            "vigie serving: REST on %s:%s, gRPC on %s:%s, models %s",
+            settings.host,
+            settings.rest_port,
+            settings.host,
+            settings.grpc_port,
+            dict(dataplane.models()),
+        )
+
+    @bentoml.on_shutdown
+    async def stop(self) -> None:
+        """Stop the gRPC server, drain the data plane, flush the payload log."""
+        if self._grpc is not None:
+            await self._grpc.stop(grace=5.0)
+        if self.dataplane is not None:
+            await self.dataplane.stop()
+        if self._payload_log is not None:
+            await self._payload_log.stop()
+
+    async def __is_ready__(self) -> bool:
+        """BentoML's ``/readyz``: the data plane's readiness."""
+        return self.dataplane is not None and self.dataplane.ready()
+
+    @bentoml.api
+    async def predict(
+        self,
+        model: str,
+        flights: list[Flight],
+        ctx: bentoml.Context,
+    ) -> PredictResponse:
+        """Predict for a list of flights with the model's production version.
+
+        ``flight_delay`` answers the probability of arriving more than 15 minutes late,
+        ``arrival_delay`` the arrival delay in minutes.
+        """
+        try:
+            return await self._predict(model, flights, ctx.request.headers.get("authorization"))
+        except VigieError as err:
+            raise VigieServingError(
+                err.message, error_code=HTTPStatus(http_status(err.code))
+            ) from err
+
+    async def _predict(
+        self, model: str, flights: Sequence[BaseModel], authorization: str | None
+    ) -> PredictResponse:
+        context = _context()
+        settings, dataplane = context.settings, self.dataplane
+        if dataplane is None:
+            raise VigieError(ErrorCode.UNAVAILABLE, "the service is starting; retry")
+        caller = None
+        if context.authenticate is not None:
+            caller = context.authenticate(bearer(authorization), "predict", Protocol_.PREDICT.value)
+        metadata = dataplane.model_metadata(model)
+        tensors = [
+            RawTensor(
+                spec.name,
+                spec.datatype.value if spec.datatype is Datatype.BYTES else Datatype.FP64.value,
+                (len(flights),),
+                _values([getattr(f, spec.name, None) for f in flights]),
+            )
+            for spec in metadata.inputs
+        ]
+        try:
+            columns, rows = codec.decode_inputs(
+                metadata,
+                tensors,
+                max_rows=settings.max_request_rows,
+                max_string_length=settings.max_string_length,
+            )
+        except VigieError as err:
+            dataplane.record_failure(Protocol_.PREDICT.value, model, err)
+            raise
+        request_id = new_request_id()
+        result = await dataplane.infer(
+            InferRequest(
+                model, None, request_id, columns, rows, protocol=Protocol_.PREDICT, caller=caller
+            )
+        )
+        output, values = next(iter(result.outputs.items()))
+        return PredictResponse(
+            model=result.model,
+            version=result.version,
+            output=output,
+            request_id=request_id,
+            predictions=[float(v) for v in values],
+        )
+
+
+def _configure_logging(settings: Settings) -> None:
+    """vigie's own loggers only: BentoML keeps its handlers and access log."""
+    use_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and not sys.stderr.isatty()
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
+    root = logging.getLogger("vigie")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    root.propagate = False
+
+
+def _values(items: list[Any]) -> Any:
+    values = np.empty(len(items), dtype=object)
+    values[:] = items
+    return values
+
+
+def _authenticator(settings: Settings) -> Any:
+    created = auth.ensure_local_keys(settings)
+    if created is not None:
+        logger.warning("API keys generated in %s", created)
+    return auth.Authenticator(settings).check
+
+
+async def _start_payload_log(settings: Settings) -> Any:
+    holder: list[Any] = []
+
+    def written(count: int) -> None:
+        metrics.PAYLOAD_LOG_WRITTEN.inc(count)
+        metrics.PAYLOAD_LOG_BUFFERED.set(holder[0].buffered if holder else 0)
+
+    def dropped(count: int) -> None:
+        metrics.PAYLOAD_LOG_DROPPED.inc(count)
+        metrics.PAYLOAD_LOG_BUFFERED.set(holder[0].buffered if holder else 0)
+
+    payload_log = PayloadLog(
+        settings,
+        on_written=written,
+        on_dropped=dropped,
+        on_buffered=metrics.PAYLOAD_LOG_BUFFERED.set,
+    )
+    holder.append(payload_log)
+    await payload_log.start()
+    return payload_log

@@ -1,0 +1,83 @@
+"""``vigie serve``: run the prediction service (REST on 3000, gRPC on 8001) in the foreground."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigie.cli.common import guarded, out
+from vigie.cli.common import settings as build_settings
+from vigie.config import Settings
+from vigie.errors import ErrorCode, VigieError
+from vigie.serving.auth import ensure_local_keys
+
+SERVICE = "services.prediction.service:VigiePrediction"
+
+#: One March 2013 flight, as /predict takes it (missing fields are allowed).
+EXAMPLE_FLIGHT = (
+    '{"carrier": "UA", "origin": "EWR", "dest": "ORD", "distance": 719, "hour": 17, '
+    '"minute": 30, "day_of_week": 5, "day": 15, "month": 3, "temp": 41.0, "visib": 10.0}'
+)
+
+
+@guarded
+def serve(
+    working_dir: Annotated[
+        Path, typer.Option(help="Folder holding services/prediction (the repository root).")
+    ] = Path(),
+) -> None:
+    """Serve every model whose production alias is set, until interrupted."""
+    settings = build_settings()
+    if not (working_dir / "services" / "prediction" / "service.py").is_file():
+        raise VigieError(
+            ErrorCode.CONFIGURATION,
+            f"no services/prediction/service.py under {working_dir.resolve()}: "
+            "run from the repository root or pass --working-dir",
+        )
+    keys = ensure_local_keys(settings) or settings.secrets_dir / "api_keys.local"
+    _print_usage(settings, keys)
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.rest_port),
+    ]
+    env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
+    child = subprocess.Popen(command, cwd=working_dir, env=env)
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        code = child.wait(timeout=30)
+    raise typer.Exit(code)
+
+
+def _print_usage(settings: Settings, keys: Path) -> None:
+    rest = f"http://{settings.host}:{settings.rest_port}"
+    grpc = f"{settings.host}:{settings.grpc_port}"
+    auth = '-H "Authorization: Bearer $VIGIE_PREDICT_KEY"'
+    out.print(
+        f"""[bold]vigie prediction service[/]
+  API keys (local mode, generated once): {keys}
+    set -a; . {keys}; set +a
+  OIP v2 REST:  curl -s {auth} {rest}/v2/models/flight_delay
+  /predict:     curl -s {auth} -H 'Content-Type: application/json' {rest}/predict \\
+                  -d '{{"model": "flight_delay", "flights": [{EXAMPLE_FLIGHT}]}}'
+  OIP v2 gRPC:  {grpc} (inference.GRPCInferenceService; reflection on), e.g.
+                  grpcurl -plaintext -H "authorization: Bearer $VIGIE_PREDICT_KEY" \\
+                  {grpc} inference.GRPCInferenceService/ServerMetadata
+                or tritonclient.grpc.InferenceServerClient("{grpc}")
+  OpenAPI:      {rest}/docs   metrics: {rest}/metrics   readiness: {rest}/v2/health/ready
+""",
+        highlight=False,
+    )

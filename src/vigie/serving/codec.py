@@ -1,0 +1,215 @@
+"""Validation of decoded tensors against a model's inputs, and encoding of its outputs.
+
+Every front end (OIP REST, OIP gRPC, BentoML's ``/predict``) first turns its wire format
+into :class:`RawTensor` objects, then calls :func:`decode_inputs`, so that every protocol
+refuses the same bad input with the same message: the input's name and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vigie.errors import ErrorCode, VigieError
+from vigie.serving.types import Datatype, InferResult, ModelMetadata, RawTensor, TensorSpec
+
+#: Datatypes accepted for a numeric (``FP32``) model input; values are cast to float32.
+NUMERIC_DATATYPES = frozenset({"FP32", "FP64", "INT64", "INT32"})
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def invalid(name: str, message: str, **details: Any) -> VigieError:
+    """An INVALID_INPUT error about input ``name``."""
+    return VigieError(ErrorCode.INVALID_INPUT, f"input {name!r}: {message}", input=name, **details)
+
+
+def decode_inputs(
+    metadata: ModelMetadata,
+    tensors: Sequence[RawTensor],
+    *,
+    max_rows: int,
+    max_string_length: int,
+) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    """Validate raw tensors against a model's inputs and return its feature columns.
+
+    Args:
+        metadata: The model version's metadata (its inputs decide names and types).
+        tensors: The request's tensors, as a front end decoded them.
+        max_rows: Most rows (N) a request may carry.
+        max_string_length: Longest string value, in characters.
+
+    Returns:
+        Feature name to a 1-D column of N values (object array of ``str`` or None for
+        string inputs, float32 with NaN for missing numerics), and N.
+
+    Raises:
+        VigieError: INVALID_INPUT naming the input and what was expected (missing, extra or
+            duplicated input, datatype, shape, row count, infinity, string length).
+    """
+    specs = {spec.name: spec for spec in metadata.inputs}
+    _check_names(metadata.name, specs, tensors)
+    columns: dict[str, npt.NDArray[Any]] = {}
+    rows: int | None = None
+    first = ""
+    for tensor in tensors:
+        spec = specs[tensor.name]
+        n = _rows_of(tensor, max_rows=max_rows)
+        if rows is None:
+            rows, first = n, tensor.name
+        elif n != rows:
+            raise invalid(
+                tensor.name,
+                f"has {n} rows but input {first!r} has {rows}; every input needs the same "
+                "batch size",
+                expected_rows=rows,
+            )
+        columns[tensor.name] = _column(spec, tensor, max_string_length=max_string_length)
+    if rows is None:
+        raise VigieError(ErrorCode.INVALID_INPUT, f"the request has no inputs for {metadata.name}")
+    return columns, rows
+
+
+def _check_names(model: str, specs: dict[str, TensorSpec], tensors: Sequence[RawTensor]) -> None:
+    seen: set[str] = set()
+    for tensor in tensors:
+        if tensor.name not in specs:
+            raise invalid(
+                tensor.name,
+                f"is not an input of {model}; expected inputs: {', '.join(specs)}",
+                expected=list(specs),
+            )
+        if tensor.name in seen:
+            raise invalid(tensor.name, "is given more than once")
+        seen.add(tensor.name)
+    missing = [name for name in specs if name not in seen]
+    if missing:
+        raise VigieError(
+            ErrorCode.INVALID_INPUT,
+            f"missing input(s) of {model}: {', '.join(missing)} (every input is required; "
+            "send null/NaN for a missing value)",
+            input=missing[0],
+            expected=list(specs),
+        )
+
+
+def _rows_of(tensor: RawTensor, *, max_rows: int) -> int:
+    shape = tuple(tensor.shape)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):  # noqa: PLR2004
+        raise invalid(tensor.name, f"shape {list(shape)} is not [N] or [N, 1]", shape=list(shape))
+    rows = shape[0]
+    if rows < 1:
+        raise invalid(tensor.name, f"an empty batch (shape {list(shape)}); send at least one row")
+    if rows > max_rows:
+        raise invalid(
+            tensor.name,
+            f"{rows} rows is above the limit of {max_rows} rows per request; split the batch",
+            limit=max_rows,
+        )
+    size = int(np.asarray(tensor.data).size)
+    if size != rows:
+        raise invalid(
+            tensor.name,
+            f"shape {list(shape)} needs {rows} values but {size} were given",
+            shape=list(shape),
+        )
+    return rows
+
+
+def _column(spec: TensorSpec, tensor: RawTensor, *, max_string_length: int) -> npt.NDArray[Any]:
+    datatype = tensor.datatype.upper()
+    if spec.datatype is Datatype.BYTES:
+        if datatype != "BYTES":
+            raise invalid(tensor.name, f"datatype {tensor.datatype} given, BYTES expected")
+        return _strings(tensor, max_string_length)
+    if datatype not in NUMERIC_DATATYPES:
+        raise invalid(
+            tensor.name,
+            f"datatype {tensor.datatype} given, a number type expected "
+            f"({', '.join(sorted(NUMERIC_DATATYPES))})",
+        )
+    return _numbers(tensor)
+
+
+def _strings(tensor: RawTensor, max_length: int) -> npt.NDArray[Any]:
+    values = np.asarray(tensor.data, dtype=object).reshape(-1)
+    column = np.empty(values.shape[0], dtype=object)
+    for index, value in enumerate(values):
+        if value is None:
+            text = None
+        elif isinstance(value, bytes | bytearray | np.bytes_):
+            try:
+                text = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise invalid(tensor.name, f"row {index} is not valid UTF-8") from err
+        elif isinstance(value, str):
+            text = value
+        else:
+            raise invalid(
+                tensor.name, f"row {index} is {type(value).__name__}, a string (or null) expected"
+            )
+        if text is not None and len(text) > max_length:
+            raise invalid(
+                tensor.name,
+                f"row {index} is {len(text)} characters long; the limit is {max_length}",
+                limit=max_length,
+            )
+        column[index] = text
+    return column
+
+
+def _numbers(tensor: RawTensor) -> npt.NDArray[np.float32]:
+    data = np.asarray(tensor.data)
+    if data.dtype == object:
+        data = np.asarray([_number(tensor.name, i, v) for i, v in enumerate(data.reshape(-1))])
+    elif data.dtype.kind not in "iuf":
+        raise invalid(tensor.name, f"values of type {data.dtype} given, numbers expected")
+    wide = data.astype(np.float64, copy=False).reshape(-1)
+    bad = np.isinf(wide) | (np.abs(np.nan_to_num(wide)) > _FLOAT32_MAX)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise invalid(
+            tensor.name,
+            f"row {index} is {wide[index]}; a finite float32 number (or null/NaN for missing) "
+            "is expected",
+        )
+    return wide.astype(np.float32)
+
+
+def _number(name: str, index: int, value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise invalid(
+            name, f"row {index} is {type(value).__name__}, a number (or null) is expected"
+        )
+    return float(value)
+
+
+def encode_outputs(result: InferResult, requested: Sequence[str] | None) -> list[RawTensor]:
+    """The result's outputs as FP32 tensors of shape ``[N]``, in the order asked.
+
+    Args:
+        result: What the data plane answered.
+        requested: Output names the client asked for; None for all of them.
+
+    Raises:
+        VigieError: INVALID_INPUT naming an output the model does not have.
+    """
+    names = list(result.outputs) if requested is None else list(requested)
+    tensors = []
+    for name in names:
+        if name not in result.outputs:
+            raise VigieError(
+                ErrorCode.INVALID_INPUT,
+                f"output {name!r} is not an output of {result.model}; outputs: "
+                f"{', '.join(result.outputs)}",
+                output=name,
+            )
+        values = np.asarray(result.outputs[name], dtype=np.float32).reshape(-1)
+        tensors.append(RawTensor(name, Datatype.FP32.value, (values.shape[0],), values))
+    return tensors

@@ -1,0 +1,336 @@
+"""The one data plane of a serving worker: routing, batching, hot reload, payload logging.
+
+Every front end (BentoML's ``/predict``, OIP REST, OIP gRPC) decodes its request with
+:mod:`vigie.serving.codec` against :meth:`ServingDataPlane.model_metadata`, then awaits
+:meth:`ServingDataPlane.infer`; requests of the same model version share one batching
+queue, whatever protocol they came by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from vigie.config import Settings
+from vigie.errors import ErrorCode, VigieError
+from vigie.registry import Registry
+from vigie.serving import metrics
+from vigie.serving.batcher import BatcherClosed
+from vigie.serving.reloader import Reloader
+from vigie.serving.repository import LoadedVersion, ModelRepository
+from vigie.serving.routing import Decision, Route, Router
+from vigie.serving.types import InferRequest, InferResult, ModelMetadata, ServerMetadata
+
+logger = logging.getLogger(__name__)
+
+#: Label of the ``model`` metric dimension for names that are not served (bounded labels).
+UNKNOWN_MODEL = "_unknown"
+
+#: OIP extensions the REST front end implements.
+EXTENSIONS = ("binary_tensor_data",)
+
+
+class PayloadSink(Protocol):
+    """Where prediction records go (``vigie.monitoring.payload_log.PayloadLog``)."""
+
+    def log(self, entry: dict[str, Any]) -> None:
+        """Queue one entry; never blocks, never raises."""
+
+
+class ServingDataPlane:
+    """Loaded models, their batching queues and the routing of one worker.
+
+    Args:
+        settings: Serving settings (batch limits, device, canary, reload interval).
+        registry: The model registry; default: the one under ``settings.registry_dir``.
+        payload_log: Where each prediction is recorded; None records nothing.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        payload_log: PayloadSink | None = None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry or Registry(settings)
+        self._payload_log = payload_log
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="vigie-onnx"
+        )
+        self.repository = ModelRepository(settings, self._registry, self._executor)
+        self.router = Router(canary_share=settings.canary_share, shadow=settings.shadow)
+        self._reloader = Reloader(self._registry, self.repository, self.router)
+        self._frontends: dict[str, bool] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._mirrors: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        """Load and warm every production model (staging too for a canary or shadow),
+        then watch the registry's aliases every ``reload_interval_s``."""
+        logger.info(
+            "ONNX Runtime device %s: providers available %s",
+            self._settings.device,
+            ", ".join(ort.get_available_providers()),
+            extra={"device": self._settings.device},
+        )
+        await self._reloader.refresh()
+        self._reloader.expect_current()
+        self._started = True
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._reloader.watch(self._settings.reload_interval_s), name="vigie-reload-watcher"
+        )
+
+    async def stop(self) -> None:
+        """Stop watching, finish every queued request and unload every model."""
+        self._started = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        await asyncio.gather(*self._mirrors, return_exceptions=True)
+        await self.repository.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def mark_frontend(self, name: str, serving: bool) -> None:
+        """Register a front end (``grpc``) and say whether it serves; readiness needs all."""
+        self._frontends[name] = serving
+
+    def live(self) -> bool:
+        """The process is up."""
+        return True
+
+    def ready(self) -> bool:
+        """Every production model is loaded and warmed and every front end serves."""
+        return (
+            self._started
+            and all(self._frontends.values())
+            and all(
+                self.repository.alias(model, "production") is not None
+                for model in self._reloader.expected
+            )
+        )
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """The model's production version (or the version named) is loaded and warmed."""
+        if version is None:
+            return self.repository.alias(name, "production") is not None
+        return self.repository.get(name, version) is not None
+
+    def server_metadata(self) -> ServerMetadata:
+        """Name ``vigie``, the package version and the OIP extensions."""
+        try:
+            version = importlib.metadata.version("vigie")
+        except importlib.metadata.PackageNotFoundError:
+            version = "0+unknown"
+        return ServerMetadata("vigie", version, EXTENSIONS)
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        """The metadata of the production version, or of the version named.
+
+        Raises:
+            VigieError: MODEL_NOT_FOUND naming the served models or the missing version.
+        """
+        if version is None:
+            current = self.repository.alias(name, "production")
+            if current is None:
+                raise self._not_found(name)
+            loaded = self.repository.get(name, current)
+            if loaded is not None:
+                metadata = loaded.metadata
+                return ModelMetadata(
+                    name,
+                    self.repository.loaded().get(name, (current,)),
+                    metadata.platform,
+                    metadata.inputs,
+                    metadata.outputs,
+                )
+        try:
+            return self.repository.metadata(name, version or "")
+        except VigieError as err:
+            if err.code in {ErrorCode.NOT_FOUND, ErrorCode.INVALID_INPUT}:
+                raise VigieError(
+                    ErrorCode.MODEL_NOT_FOUND, err.message, model=name, version=version
+                ) from err
+            raise
+
+    def models(self) -> Mapping[str, tuple[str, ...]]:
+        """Loaded model names to their loaded version ids."""
+        return self.repository.loaded()
+
+    async def infer(self, request: InferRequest) -> InferResult:
+        """Route, batch and predict one decoded request; record metrics and the payload.
+
+        Raises:
+            VigieError: MODEL_NOT_FOUND, INVALID_INPUT (columns of another version),
+                UNAVAILABLE (deadline exceeded), INTERNAL.
+        """
+        start = time.perf_counter()
+        model_label = self.metric_model(request.model)
+        version = ""
+        try:
+            decision, loaded, outputs = await self._predict(request)
+            version = decision.version
+        except VigieError as err:
+            self.record_failure(request.protocol.value, request.model, err, version=version)
+            raise
+        elapsed = time.perf_counter() - start
+        metrics.REQUESTS.labels(request.protocol.value, model_label, version, "success").inc()
+        metrics.REQUEST_DURATION.labels(request.protocol.value, model_label).observe(elapsed)
+        result = InferResult(request.model, version, request.id, {loaded.onnx.output_name: outputs})
+        self._log_payload(request, result, decision.route, elapsed)
+        if decision.mirror is not None:
+            self._start_mirror(request, decision.mirror)
+        return result
+
+    async def _predict(
+        self, request: InferRequest
+    ) -> tuple[Decision, LoadedVersion, npt.NDArray[np.float32]]:
+        for _ in range(3):  # a version unloaded between routing and queueing: route again
+            try:
+                decision, loaded = await self._select(request)
+                _check_columns(loaded, request)
+                future = loaded.batcher.submit(request.columns, request.rows)
+            except BatcherClosed:
+                continue
+            try:
+                outputs = await asyncio.wait_for(future, self._settings.request_timeout_s)
+            except TimeoutError as err:
+                raise VigieError(
+                    ErrorCode.UNAVAILABLE,
+                    f"no answer within {self._settings.request_timeout_s} s; retry later",
+                ) from err
+            return decision, loaded, outputs
+        raise VigieError(ErrorCode.UNAVAILABLE, f"{request.model} is being reloaded; retry")
+
+    async def _select(self, request: InferRequest) -> tuple[Decision, LoadedVersion]:
+        model = request.model
+        if request.version is not None:
+            self.model_metadata(model, request.version)  # MODEL_NOT_FOUND for unknown ones
+            loaded = await self.repository.ensure(model, request.version, pin=True)
+            return Decision(request.version, Route.EXPLICIT), loaded
+        try:
+            decision = self.router.decide(
+                model,
+                production=self.repository.alias(model, "production"),
+                staging=self.repository.alias(model, "staging"),
+            )
+        except LookupError as err:
+            raise self._not_found(model) from err
+        metrics.ROUTED.labels(model, decision.route.value).inc()
+        current = self.repository.get(model, decision.version)
+        if current is None:
+            raise BatcherClosed(f"{model} version {decision.version}")
+        return decision, current
+
+    def _start_mirror(self, request: InferRequest, version: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._mirror(request, version))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _mirror(self, request: InferRequest, version: str) -> None:
+        """Answer a copy of the request from staging; the client never sees it."""
+        loaded = self.repository.get(request.model, version)
+        if loaded is None:
+            return
+        start = time.perf_counter()
+        try:
+            outputs = await loaded.batcher.submit(request.columns, request.rows)
+        except Exception as err:  # a shadow never fails the request it copies
+            logger.warning("shadow of %s version %s failed: %s", request.model, version, err)
+            return
+        metrics.ROUTED.labels(request.model, Route.SHADOW.value).inc()
+        result = InferResult(request.model, version, request.id, {loaded.onnx.output_name: outputs})
+        self._log_payload(request, result, Route.SHADOW, time.perf_counter() - start)
+
+    def _log_payload(
+        self, request: InferRequest, result: InferResult, route: Route, elapsed: float
+    ) -> None:
+        if self._payload_log is None:
+            return
+        try:
+            self._payload_log.log(payload_entry(request, result, route, elapsed))
+        except Exception as err:  # the payload log must never fail a prediction
+            logger.warning("payload log refused an entry: %s", err)
+
+    def metric_model(self, model: str) -> str:
+        """``model`` if it is served, else a fixed label (clients cannot add label values)."""
+        return (
+            model
+            if model in self.repository.aliases() or self.models().get(model)
+            else (UNKNOWN_MODEL)
+        )
+
+    def record_failure(
+        self, protocol: str, model: str, err: VigieError, *, version: str = ""
+    ) -> None:
+        """Count a failed request (front ends call this for what fails before :meth:`infer`)."""
+        label = self.metric_model(model)
+        metrics.FAILURES.labels(protocol, label, err.code.value).inc()
+        metrics.REQUESTS.labels(protocol, label, version, err.code.value).inc()
+
+    def _not_found(self, name: str) -> VigieError:
+        served = ", ".join(sorted(self.repository.aliases())) or "none"
+        return VigieError(
+            ErrorCode.MODEL_NOT_FOUND,
+            f"model {name!r} is not served (models in production: {served})",
+            model=name,
+        )
+
+
+def _check_columns(loaded: LoadedVersion, request: InferRequest) -> None:
+    expected = {spec.name for spec in loaded.metadata.inputs}
+    if set(request.columns) != expected:
+        missing = sorted(expected - set(request.columns))
+        extra = sorted(set(request.columns) - expected)
+        raise VigieError(
+            ErrorCode.INVALID_INPUT,
+            f"{loaded.model} version {loaded.version} expects inputs {', '.join(sorted(expected))}"
+            f" (missing: {', '.join(missing) or '-'}; not inputs: {', '.join(extra) or '-'})",
+            input=(missing or extra)[0],
+        )
+
+
+def payload_entry(
+    request: InferRequest, result: InferResult, route: Route, elapsed: float
+) -> dict[str, Any]:
+    """The payload-log record of one answer (JSON-ready; NaN becomes null)."""
+    return {
+        "request_id": request.id,
+        "time": datetime.now(UTC).isoformat(),
+        "protocol": request.protocol.value,
+        "model": result.model,
+        "version": result.version,
+        "route": route.value,
+        "rows": request.rows,
+        "inputs": {name: _plain(column) for name, column in request.columns.items()},
+        "outputs": {name: _plain(values) for name, values in result.outputs.items()},
+        "latency_ms": round(elapsed * 1000.0, 3),
+        "caller": request.caller,
+    }
+
+
+def _plain(column: npt.NDArray[Any]) -> list[Any]:
+    values = column.tolist()
+    if column.dtype.kind == "f":
+        return [None if math.isnan(v) else v for v in values]
+    return list(values)
+
+
+def new_request_id() -> str:
+    """A request id for a client that sent none."""
+    return uuid.uuid4().hex

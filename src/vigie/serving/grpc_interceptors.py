@@ -1,0 +1,396 @@
+"""Server interceptors: what BentoML gives HTTP, given to gRPC.
+
+Each interceptor wraps the unary methods of ``inference.GRPCInferenceService`` only; the
+health and reflection services pass through untouched, so a probe is never refused or
+counted. Listed outermost first, as :func:`vigie.serving.grpc_server.start_grpc` installs
+them: observability (metrics and one access-log line per call), refusal of malformed
+protobuf, concurrency limit, per-call deadline, authentication.
+
+Interceptors and the servicer share one :class:`CallState` per call through a context
+variable: the wrapped behaviour runs in the same task as the interceptor around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from vigie.errors import ErrorCode, VigieError
+from vigie.serving import metrics
+from vigie.serving.auth import parse_bearer
+from vigie.serving.status import grpc_status
+from vigie.serving.types import Protocol_
+
+#: Full-name prefix of the inference service's methods.
+SERVICE_PREFIX = "/inference.GRPCInferenceService/"
+
+#: Methods answered to anyone and never refused for load (probes).
+PROBE_METHODS = frozenset({"ServerLive", "ServerReady", "ModelReady"})
+
+#: The role each protected method needs.
+ROLE_OF_METHOD = {"ModelInfer": "predict", "ModelMetadata": "predict", "ServerMetadata": "predict"}
+
+#: Metadata keys an API key may come in (lower case, as gRPC delivers them).
+AUTHORIZATION_KEY = "authorization"
+API_KEY_KEY = "x-api-key"
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Authenticate = Callable[[str | None, str, str], str]
+
+access_log = logging.getLogger("vigie.serving.grpc.access")
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallState:
+    """What one call has learnt so far, for the metrics and the access log.
+
+    Attributes:
+        method: Short method name (``ModelInfer``).
+        caller: The authenticated key id, if any.
+        model: The model asked for, if any.
+        version: The version that answered, if any.
+        request_id: The request id (the client's, or the generated one).
+        outcome: The error code a failure carried (an ``ErrorCode`` value, or the gRPC
+            status name for refusals that have none); None while all is well.
+        counted: The data plane has counted this request in the metrics (it counts what
+            reaches ``infer``; the front end counts what fails before).
+    """
+
+    method: str
+    caller: str | None = None
+    model: str = ""
+    version: str = ""
+    request_id: str = ""
+    outcome: str | None = None
+    counted: bool = False
+
+
+CALL: ContextVar[CallState | None] = ContextVar("vigie_grpc_call", default=None)
+
+
+def current_call() -> CallState | None:
+    """The state of the call being handled in this task, if an interceptor made one."""
+    return CALL.get()
+
+
+def status_code(err: VigieError) -> grpc.StatusCode:
+    """The gRPC status of an error, from the one table in :mod:`vigie.serving.status`."""
+    return getattr(grpc.StatusCode, grpc_status(err.code))
+
+
+async def refuse(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str
+) -> NoReturn:
+    """Note the outcome on the call state, then end the call with a status."""
+    state = CALL.get()
+    if state is not None and state.outcome is None:
+        state.outcome = code.name
+    await context.abort(code, message)
+    raise AssertionError("ServicerContext.abort always raises")
+
+
+async def refuse_error(context: grpc.aio.ServicerContext, err: VigieError) -> NoReturn:
+    """End the call with the status and message of a VigieError."""
+    state = CALL.get()
+    if state is not None:
+        state.outcome = err.code.value
+    await context.abort(status_code(err), err.message)
+    raise AssertionError("ServicerContext.abort always raises")
+
+
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps the unary methods of the inference service with :meth:`wrap`.
+
+    Wrapped handlers are cached per method: gRPC asks interceptors for a handler on every
+    call, and the handler below does not change.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[Any, Any]] = {}
+
+    def applies_to(self, method: str) -> bool:
+        """Whether this interceptor wraps ``method`` (a short name such as ``ModelInfer``)."""
+        return True
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        """The behaviour of ``method`` with this interceptor's work around it."""
+        raise NotImplementedError
+
+    def deserializer(self, inner: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        """The request deserializer to use instead of ``inner`` (by default, ``inner``)."""
+        return inner
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        """Return the next handler, wrapped when it is one of ours."""
+        handler = await continuation(handler_call_details)
+        full_name: str = handler_call_details.method
+        if handler is None or handler.unary_unary is None:
+            return handler
+        if not full_name.startswith(SERVICE_PREFIX):
+            return handler
+        method = full_name[len(SERVICE_PREFIX) :]
+        if not self.applies_to(method):
+            return handler
+        cached = self._cache.get(full_name)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self.wrap(method, handler.unary_unary),
+            request_deserializer=self.deserializer(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+        self._cache[full_name] = (handler, wrapped)
+        return wrapped
+
+
+def _final_status(context: grpc.aio.ServicerContext, failed: bool) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return "UNKNOWN" if failed else "OK"
+
+
+class ObservabilityInterceptor(_UnaryInterceptor):
+    """One access-log line per call (method, peer, status, duration, request id), and the
+    failure counts of ``ModelInfer`` calls refused before they reached the data plane.
+
+    Args:
+        model_label: The metric label of a model name (the data plane's
+            ``metric_model``), so that clients cannot create label values at will.
+    """
+
+    def __init__(self, model_label: Callable[[str], str]) -> None:
+        super().__init__()
+        self._model_label = model_label
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        """Time the call, then record it whatever its outcome."""
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = CallState(method=method)
+            token = CALL.set(state)
+            start = time.perf_counter()
+            status = "OK"
+            try:
+                response = await behavior(request, context)
+                status = _final_status(context, failed=False)
+                return response
+            except asyncio.CancelledError:
+                status = "CANCELLED"
+                raise
+            except BaseException:
+                status = _final_status(context, failed=True)
+                raise
+            finally:
+                CALL.reset(token)
+                self._record(state, status, time.perf_counter() - start, context.peer())
+
+        return observed
+
+    def _record(self, state: CallState, status: str, elapsed: float, peer: str) -> None:
+        if state.method == "ModelInfer" and status != "OK" and not state.counted:
+            _count_failure(self._model_label(state.model), state.outcome or status)
+        access_log.info(
+            "grpc %s %s",
+            state.method,
+            status,
+            extra={
+                "method": state.method,
+                "peer": peer,
+                "status": status,
+                "duration_ms": round(elapsed * 1000.0, 3),
+                "request_id": state.request_id,
+                "model": state.model,
+                "version": state.version,
+                "caller": state.caller,
+            },
+        )
+
+
+def _count_failure(model: str, code: str) -> None:
+    protocol = Protocol_.V2_GRPC.value
+    metrics.FAILURES.labels(protocol=protocol, model=model, code=code).inc()
+    metrics.REQUESTS.labels(protocol=protocol, model=model, version="", outcome=code).inc()
+
+
+@dataclass(frozen=True)
+class MalformedMessage:
+    """What a request that could not be parsed deserializes to."""
+
+    error: str
+
+
+class DecodeGuardInterceptor(_UnaryInterceptor):
+    """Refuses a request that is not valid protobuf with INVALID_ARGUMENT.
+
+    gRPC itself answers UNKNOWN (and logs an error) when a deserializer raises; this one
+    deserializes to a :class:`MalformedMessage` instead, which the interceptors above
+    pass through untouched and this one refuses.
+    """
+
+    def deserializer(self, inner: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        """Parse with ``inner``; a parse failure becomes a MalformedMessage."""
+
+        def parse(data: bytes) -> Any:
+            try:
+                return inner(data)
+            except DecodeError as err:
+                return MalformedMessage(str(err))
+
+        return parse
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        """Refuse malformed requests before anything looks at them."""
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, MalformedMessage):
+                await refuse(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the {method} request is not valid protobuf: {request.error}",
+                )
+            return await behavior(request, context)
+
+        return guarded
+
+
+class ConcurrencyLimitInterceptor(_UnaryInterceptor):
+    """Refuses calls above ``limit`` in flight with RESOURCE_EXHAUSTED (probes excepted).
+
+    Args:
+        limit: Most calls handled at once (``grpc_max_concurrency``).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.in_flight = 0
+
+    def applies_to(self, method: str) -> bool:
+        """Every method but the probes."""
+        return method not in PROBE_METHODS
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        """Take a slot for the call, or refuse it when none is free."""
+
+        async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if self.in_flight >= self.limit:
+                await refuse(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many concurrent calls (limit {self.limit}); retry shortly",
+                )
+            self.in_flight += 1
+            metrics.GRPC_IN_FLIGHT.inc()
+            try:
+                return await behavior(request, context)
+            finally:
+                self.in_flight -= 1
+                metrics.GRPC_IN_FLIGHT.dec()
+
+        return limited
+
+
+class DeadlineInterceptor(_UnaryInterceptor):
+    """Ends calls that run longer than ``timeout_s`` with DEADLINE_EXCEEDED.
+
+    A shorter deadline set by the client is enforced by gRPC itself.
+
+    Args:
+        timeout_s: The per-call deadline (``request_timeout_s``).
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def applies_to(self, method: str) -> bool:
+        """Every method but the probes, which do no waiting."""
+        return method not in PROBE_METHODS
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        """Cancel the call's work when its deadline passes."""
+
+        async def bounded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await behavior(request, context)
+            except TimeoutError:
+                await refuse(
+                    context,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"{method} took longer than the {self.timeout_s:g} s request timeout",
+                )
+
+        return bounded
+
+
+def api_key(metadata: Any) -> str | None:
+    """The API key of a call: ``authorization: Bearer <key>``, else ``x-api-key``."""
+    bearer: str | None = None
+    plain: str | None = None
+    for key, value in metadata or ():
+        if key == AUTHORIZATION_KEY:
+            bearer = parse_bearer(value if isinstance(value, str) else None)
+        elif key == API_KEY_KEY and isinstance(value, str):
+            plain = value.strip() or None
+    return bearer or plain
+
+
+class AuthInterceptor(_UnaryInterceptor):
+    """Checks the API key of protected methods and notes the caller on the call state.
+
+    Args:
+        authenticate: ``(token, role, protocol) -> caller id``, raising VigieError
+            UNAUTHENTICATED or FORBIDDEN (``Authenticator.check``).
+    """
+
+    def __init__(self, authenticate: Authenticate) -> None:
+        super().__init__()
+        self._authenticate = authenticate
+
+    def applies_to(self, method: str) -> bool:
+        """The methods that need a role."""
+        return method in ROLE_OF_METHOD
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        """Authenticate, then run the call as the key's owner."""
+        role = ROLE_OF_METHOD[method]
+        protocol = Protocol_.V2_GRPC.value
+
+        async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            token = api_key(context.invocation_metadata())
+            try:
+                caller = self._authenticate(token, role, protocol)
+            except VigieError as err:
+                _count_auth_failure(err, token)
+                await refuse_error(context, err)
+            state = CALL.get()
+            if state is not None:
+                state.caller = caller
+            return await behavior(request, context)
+
+        return authenticated
+
+
+def _count_auth_failure(err: VigieError, token: str | None) -> None:
+    if err.code is ErrorCode.FORBIDDEN:
+        reason = "forbidden"
+    elif token is None:
+        reason = "missing"
+    else:
+        reason = "invalid"
+    metrics.AUTH_FAILURES.labels(protocol=Protocol_.V2_GRPC.value, reason=reason).inc()

@@ -1,0 +1,320 @@
+"""The OIP v2 gRPC front end: ``inference.GRPCInferenceService`` over the worker's data plane.
+
+The servicer only translates protobuf to the data plane's vocabulary and back
+(:mod:`vigie.serving.grpc_codec`), validates tensors with the same
+:mod:`vigie.serving.codec` as REST, and maps VigieError codes to gRPC statuses with the
+one table in :mod:`vigie.serving.status`. Health checking (``grpc.health.v1``, following
+``dataplane.ready()``) and server reflection are served on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vigie.config import Settings
+from vigie.errors import ErrorCode, VigieError
+from vigie.serving import grpc_codec
+from vigie.serving.codec import decode_inputs, encode_outputs
+from vigie.serving.grpc_interceptors import (
+    AuthInterceptor,
+    ConcurrencyLimitInterceptor,
+    DeadlineInterceptor,
+    DecodeGuardInterceptor,
+    ObservabilityInterceptor,
+    current_call,
+    refuse,
+    refuse_error,
+)
+from vigie.serving.proto import grpc_predict_v2_pb2 as pb
+from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_
+
+#: Full name of the inference service.
+SERVICE_NAME = "inference.GRPCInferenceService"
+
+#: Name the data plane knows this front end by (``mark_frontend``).
+FRONTEND = "grpc"
+
+#: Metric label of a model the data plane does not serve (bounds label values).
+UNKNOWN_MODEL_LABEL = "_unknown"
+
+#: How often health status follows ``dataplane.ready()``, in seconds.
+HEALTH_POLL_S = 1.0
+
+_log = logging.getLogger(__name__)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The six OIP v2 methods over one data plane.
+
+    Args:
+        dataplane: The worker's data plane.
+        settings: Limits (``max_request_rows``, ``max_string_length``, ``max_body_bytes``).
+    """
+
+    def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
+        self._dataplane = dataplane
+        self._max_rows = settings.max_request_rows
+        self._max_string_length = settings.max_string_length
+        self._max_body_bytes = settings.max_body_bytes
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
+        """Liveness."""
+        return pb.ServerLiveResponse(live=self._dataplane.live())
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Any:
+        """Readiness of the whole server."""
+        return pb.ServerReadyResponse(ready=self._dataplane.ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> Any:
+        """Readiness of one model (version); an unknown model is NOT_FOUND."""
+        try:
+            self._dataplane.model_metadata(request.name, request.version or None)
+            ready = self._dataplane.model_ready(request.name, request.version or None)
+        except VigieError as err:
+            await refuse_error(context, err)
+        return pb.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> Any:
+        """Server name, version and extensions."""
+        return grpc_codec.server_metadata_to_proto(self._dataplane.server_metadata())
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
+        """A model's metadata; an unknown model or version is NOT_FOUND."""
+        state = current_call()
+        if state is not None:
+            state.model = request.name
+        try:
+            metadata = self._dataplane.model_metadata(request.name, request.version or None)
+        except VigieError as err:
+            await refuse_error(context, err)
+        return grpc_codec.model_metadata_to_proto(metadata)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
+        """One inference; bad input is INVALID_ARGUMENT naming the input."""
+        try:
+            return await self._infer(request)
+        except VigieError as err:
+            await refuse_error(context, err)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception:
+            # A bug, not a bad request: the client gets a status, never a stack trace.
+            _log.exception("ModelInfer failed", extra={"model": request.model_name})
+            await refuse(context, grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        state = current_call()
+        request_id = request.id or uuid.uuid4().hex
+        if state is not None:
+            state.model, state.request_id = request.model_name, request_id
+        self._check_request(request)
+        version = request.model_version or None
+        metadata = self._dataplane.model_metadata(request.model_name, version)
+        tensors = grpc_codec.tensors_from_request(request)
+        columns, rows = decode_inputs(
+            metadata,
+            tensors,
+            max_rows=self._max_rows,
+            max_string_length=self._max_string_length,
+        )
+        parameters = grpc_codec.parameters_from_proto(request.parameters)
+        requested = _requested_outputs(request, metadata)
+        if state is not None:
+            state.counted = True  # from here on the data plane counts the request
+        result = await self._dataplane.infer(
+            InferRequest(
+                model=request.model_name,
+                version=version,
+                id=request_id,
+                columns=columns,
+                rows=rows,
+                outputs=requested,
+                parameters=parameters,
+                protocol=Protocol_.V2_GRPC,
+                caller=state.caller if state is not None else None,
+            )
+        )
+        if state is not None:
+            state.version = result.version
+        return grpc_codec.build_response(
+            model=result.model,
+            version=result.version,
+            request_id=result.id,
+            outputs=encode_outputs(result, requested),
+            parameters=result.parameters,
+            raw=grpc_codec.wants_raw_output(request, parameters),
+        )
+
+    def _check_request(self, request: pb.ModelInferRequest) -> None:
+        if not request.model_name:
+            raise VigieError(ErrorCode.INVALID_INPUT, "model_name is required")
+        size = request.ByteSize()
+        if size > self._max_body_bytes:
+            raise VigieError(
+                ErrorCode.INVALID_INPUT,
+                f"the request is {size} bytes; the limit is {self._max_body_bytes} bytes",
+                limit=self._max_body_bytes,
+            )
+
+
+def _requested_outputs(request: pb.ModelInferRequest, metadata: ModelMetadata) -> list[str] | None:
+    """The output names asked for (None: all), checked before any work is done."""
+    requested = [output.name for output in request.outputs]
+    known = [spec.name for spec in metadata.outputs]
+    for name in requested:
+        if name not in known:
+            raise VigieError(
+                ErrorCode.INVALID_INPUT,
+                f"output {name!r} is not an output of {metadata.name}; outputs: {', '.join(known)}",
+                output=name,
+            )
+    return requested or None
+
+
+@dataclass
+class GrpcHandle:
+    """A running gRPC front end.
+
+    Attributes:
+        port: The bound port (the ephemeral one when ``grpc_port`` was 0).
+    """
+
+    port: int
+    _server: Any = field(repr=False)
+    _dataplane: DataPlane = field(repr=False)
+    _health: Any = field(repr=False)
+    _watcher: asyncio.Task[None] = field(repr=False)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Report NOT_SERVING, then stop, letting calls in flight finish for ``grace`` s."""
+        _mark_frontend(self._dataplane, serving=False)
+        self._watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watcher
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+
+def _mark_frontend(dataplane: DataPlane, *, serving: bool) -> None:
+    mark = getattr(dataplane, "mark_frontend", None)
+    if callable(mark):
+        mark(FRONTEND, serving)
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def _model_label(dataplane: DataPlane) -> Callable[[str], str]:
+    label = getattr(dataplane, "metric_model", None)
+    if callable(label):
+        return label  # type: ignore[no-any-return]
+    return lambda model: model if model in dataplane.models() else UNKNOWN_MODEL_LABEL
+
+
+def _interceptors(
+    dataplane: DataPlane,
+    settings: Settings,
+    authenticate: Callable[[str | None, str, str], str] | None,
+) -> list[Any]:
+    chain: list[Any] = [
+        ObservabilityInterceptor(_model_label(dataplane)),
+        DecodeGuardInterceptor(),
+        ConcurrencyLimitInterceptor(settings.grpc_max_concurrency),
+        DeadlineInterceptor(settings.request_timeout_s),
+    ]
+    if authenticate is not None:
+        chain.append(AuthInterceptor(authenticate))
+    return chain
+
+
+def _bind(server: Any, address: str) -> int:
+    try:
+        port = int(server.add_insecure_port(address))
+    except RuntimeError as err:
+        raise VigieError(
+            ErrorCode.UNAVAILABLE, f"the gRPC server could not bind {address}: {err}"
+        ) from err
+    if port == 0:
+        raise VigieError(ErrorCode.UNAVAILABLE, f"the gRPC server could not bind {address}")
+    return port
+
+
+async def _follow_readiness(dataplane: DataPlane, servicer: Any) -> None:
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    last: int | None = None
+    while True:
+        try:
+            status = serving if dataplane.ready() else not_serving
+        except Exception:
+            _log.exception("dataplane.ready() failed; gRPC health says NOT_SERVING")
+            status = not_serving
+        if status != last:
+            await servicer.set("", status)
+            await servicer.set(SERVICE_NAME, status)
+            last = status
+        await asyncio.sleep(HEALTH_POLL_S)
+
+
+async def start_grpc(
+    dataplane: DataPlane,
+    settings: Settings,
+    *,
+    authenticate: Callable[[str | None, str, str], str] | None = None,
+) -> GrpcHandle:
+    """Start the OIP v2 gRPC server on ``settings.host:settings.grpc_port``.
+
+    Must be awaited in the event loop that will serve it (the worker's). Once bound, the
+    data plane is told the gRPC front end is serving (``mark_frontend``, when it has one).
+
+    Args:
+        dataplane: The worker's data plane.
+        settings: Host, port, limits, concurrency and timeout.
+        authenticate: ``(token, role, protocol) -> caller id`` raising VigieError
+            (``Authenticator.check``); None serves without authentication.
+
+    Returns:
+        A handle with the bound port and ``stop``.
+
+    Raises:
+        VigieError: UNAVAILABLE when the address cannot be bound.
+    """
+    # Messages up to twice the body limit are read so that the servicer can refuse the
+    # ones above it with INVALID_ARGUMENT; gRPC itself refuses anything larger.
+    message_limit = 2 * settings.max_body_bytes
+    server = grpc.aio.server(
+        interceptors=_interceptors(dataplane, settings, authenticate),
+        options=[
+            ("grpc.max_receive_message_length", message_limit),
+            ("grpc.max_send_message_length", message_limit),
+        ],
+    )
+    servicer = InferenceServicer(dataplane, settings)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = _bind(server, _address(settings.host, settings.grpc_port))
+    await server.start()
+    watcher = asyncio.create_task(_follow_readiness(dataplane, health_servicer))
+    _mark_frontend(dataplane, serving=True)
+    _log.info(
+        "gRPC serving %s on %s", SERVICE_NAME, _address(settings.host, port), extra={"port": port}
+    )
+    return GrpcHandle(port, server, dataplane, health_servicer, watcher)

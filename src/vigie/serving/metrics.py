@@ -1,0 +1,106 @@
+"""Prometheus metrics of serving, shown on BentoML's ``/metrics`` (see ``docs/metrics.md``).
+
+These are plain ``prometheus_client`` metrics. BentoML's arbiter starts every worker with
+``PROMETHEUS_MULTIPROC_DIR`` already set, so ``prometheus_client`` writes them to that
+folder and the ``/metrics`` route of any worker aggregates every worker's values with
+BentoML's own. Outside a BentoML worker (tests, the command line) they live in the
+process's default registry. Gauges say how workers combine (``multiprocess_mode``).
+
+Defining a metric object does no I/O; values appear once something records them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+#: Request latency buckets, in seconds (sub-millisecond to the 10 s request deadline).
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
+
+#: Batch size buckets, in rows.
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+REQUESTS = Counter(
+    "vigie_requests_total",
+    "Prediction requests by protocol, model, version and outcome (success or error code).",
+    ["protocol", "model", "version", "outcome"],
+)
+FAILURES = Counter(
+    "vigie_request_failures_total",
+    "Failed prediction requests by protocol, model and error code.",
+    ["protocol", "model", "code"],
+)
+REQUEST_DURATION = Histogram(
+    "vigie_request_duration_seconds",
+    "Time from a decoded request to its result, as the front end saw it.",
+    ["protocol", "model"],
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "vigie_queue_wait_seconds",
+    "Time a request waited in its model version's batching queue.",
+    ["model", "version"],
+    buckets=LATENCY_BUCKETS,
+)
+COMPUTE = Histogram(
+    "vigie_compute_seconds",
+    "ONNX Runtime time of one batch.",
+    ["model", "version"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_ROWS = Histogram(
+    "vigie_batch_rows",
+    "Rows in each batch the adaptive batcher formed.",
+    ["model", "version"],
+    buckets=ROW_BUCKETS,
+)
+LOADED_VERSIONS = Gauge(
+    "vigie_loaded_versions",
+    "1 for each loaded model version and the alias it serves ('pinned' if none).",
+    ["model", "version", "alias"],
+    multiprocess_mode="livemax",
+)
+RELOADS = Counter(
+    "vigie_reloads_total",
+    "Hot reloads of a model (an alias moved) by outcome: success or failure.",
+    ["model", "outcome"],
+)
+ROUTED = Counter(
+    "vigie_routed_total",
+    "Unversioned requests by route: production, canary (staging) or shadow (mirrored).",
+    ["model", "route"],
+)
+PAYLOAD_LOG_WRITTEN = Counter(
+    "vigie_payload_log_written_total", "Payload-log entries written to the sink."
+)
+PAYLOAD_LOG_DROPPED = Counter(
+    "vigie_payload_log_dropped_total",
+    "Payload-log entries dropped because the buffer was full or the entry was unusable.",
+)
+PAYLOAD_LOG_BUFFERED = Gauge(
+    "vigie_payload_log_buffered",
+    "Payload-log entries waiting in the buffer.",
+    multiprocess_mode="livesum",
+)
+GRPC_IN_FLIGHT = Gauge(
+    "vigie_grpc_in_flight", "gRPC calls being handled.", multiprocess_mode="livesum"
+)
+AUTH_FAILURES = Counter(
+    "vigie_auth_failures_total",
+    "Refused authentications by protocol and reason (missing, invalid, forbidden).",
+    ["protocol", "reason"],
+)

@@ -1,0 +1,248 @@
+"""The Open Inference Protocol v2 over REST: a Starlette app over the worker's data plane.
+
+The app is mounted into BentoML's server (see ``services/prediction/service.py``) and finds
+the worker's data plane through a :class:`RestContext` getter, so that it holds no state
+of its own. It only translates: body to :class:`RawTensor` (:mod:`vigie.serving.oip`),
+tensors to columns (:mod:`vigie.serving.codec`), then :meth:`DataPlane.infer`. Every
+VigieError becomes ``{"error": "..."}`` with the status of its code; a bad request never
+gets a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vigie.config import Settings
+from vigie.errors import ErrorCode, VigieError
+from vigie.serving import codec, metrics, oip
+from vigie.serving.status import http_status
+from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = Protocol_.V2_REST
+
+
+class Authenticate(Protocol):
+    """``vigie.serving.auth.Authenticator.check``: the caller id, or VigieError."""
+
+    def __call__(self, token: str | None, role: str, protocol: str) -> str: ...
+
+
+@dataclass
+class RestContext:
+    """What the app needs from its worker.
+
+    Attributes:
+        dataplane: The worker's data plane.
+        settings: Limits (``max_body_bytes``, ``max_request_rows``, ``max_string_length``).
+        authenticate: Checks an API key for a role; None lets every request in.
+    """
+
+    dataplane: DataPlane
+    settings: Settings
+    authenticate: Authenticate | None = None
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def authenticate(context: RestContext, request: Request, role: str = "predict") -> str | None:
+    """The caller id of a request (None when authentication is not configured).
+
+    Raises:
+        VigieError: UNAUTHENTICATED or FORBIDDEN, from the authenticator.
+    """
+    if context.authenticate is None:
+        return None
+    token = bearer(request.headers.get("authorization"))
+    return context.authenticate(token, role, PROTOCOL.value)
+
+
+def error_response(err: VigieError) -> JSONResponse:
+    """``{"error": message}`` with the HTTP status of the error's code."""
+    status = http_status(err.code)
+    headers = {"WWW-Authenticate": "Bearer"} if err.code is ErrorCode.UNAUTHENTICATED else None
+    return JSONResponse({"error": err.message}, status_code=status, headers=headers)
+
+
+Handler = Callable[[RestContext, Request], Any]
+
+
+def create_app(context: Callable[[], RestContext], *, prefix: str = "/v2") -> Starlette:
+    """The OIP v2 REST app.
+
+    Args:
+        context: Returns the worker's context when a request arrives (it does not exist
+            yet when the app is built at import time).
+        prefix: Path prefix of every route (``/v2``; mount the app at ``/``).
+    """
+
+    def endpoint(handler: Handler) -> Callable[[Request], Any]:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(context(), request)  # type: ignore[no-any-return]
+            except VigieError as err:
+                return error_response(err)
+            except ClientDisconnect:
+                return Response(status_code=499)
+            except Exception:  # the last line of defence: never a stack trace to a client
+                logger.exception("unexpected error on %s", request.url.path)
+                return JSONResponse({"error": "internal error"}, status_code=500)
+
+        return run
+
+    model = prefix + "/models/{name}"
+    version = model + "/versions/{version}"
+    routes = [
+        Route(prefix, endpoint(server_metadata), methods=["GET"]),
+        Route(prefix + "/health/live", endpoint(live), methods=["GET"]),
+        Route(prefix + "/health/ready", endpoint(ready), methods=["GET"]),
+        Route(model, endpoint(model_metadata), methods=["GET"]),
+        Route(version, endpoint(model_metadata), methods=["GET"]),
+        Route(model + "/ready", endpoint(model_ready), methods=["GET"]),
+        Route(version + "/ready", endpoint(model_ready), methods=["GET"]),
+        Route(model + "/infer", endpoint(infer), methods=["POST"]),
+        Route(version + "/infer", endpoint(infer), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+async def server_metadata(context: RestContext, request: Request) -> Response:
+    """``GET /v2``."""
+    authenticate(context, request)
+    return JSONResponse(oip.server_metadata_json(context.dataplane.server_metadata()))
+
+
+async def live(context: RestContext, request: Request) -> Response:
+    """``GET /v2/health/live``: 200 while the process is up."""
+    is_live = context.dataplane.live()
+    return JSONResponse({"live": is_live}, status_code=200 if is_live else 503)
+
+
+async def ready(context: RestContext, request: Request) -> Response:
+    """``GET /v2/health/ready``: 200 once every production model and front end is ready."""
+    is_ready = context.dataplane.ready()
+    return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+async def model_metadata(context: RestContext, request: Request) -> Response:
+    """``GET /v2/models/{name}[/versions/{version}]``."""
+    authenticate(context, request)
+    name, version = _model_path(request)
+    return JSONResponse(oip.model_metadata_json(context.dataplane.model_metadata(name, version)))
+
+
+async def model_ready(context: RestContext, request: Request) -> Response:
+    """``GET /v2/models/{name}[/versions/{version}]/ready``."""
+    authenticate(context, request)
+    name, version = _model_path(request)
+    is_ready = context.dataplane.model_ready(name, version)
+    return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+async def infer(context: RestContext, request: Request) -> Response:
+    """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+    name, version = _model_path(request)
+    settings, dataplane = context.settings, context.dataplane
+    start = time.perf_counter()
+    try:  # failures up to decoding are counted here, the data plane counts its own
+        caller = authenticate(context, request)
+        body = oip.parse_infer(
+            await _read_body(request, settings.max_body_bytes),
+            request.headers.get(oip.HEADER_LENGTH),
+        )
+        metadata = dataplane.model_metadata(name, version)
+        _check_outputs(metadata, body.outputs)
+        columns, rows = codec.decode_inputs(
+            metadata,
+            body.tensors,
+            max_rows=settings.max_request_rows,
+            max_string_length=settings.max_string_length,
+        )
+    except VigieError as err:
+        _count_failure(context, name, err)
+        raise
+    result = await dataplane.infer(
+        InferRequest(
+            model=name,
+            version=version,
+            id=body.id or uuid.uuid4().hex,
+            columns=columns,
+            rows=rows,
+            outputs=body.outputs,
+            parameters=body.parameters,
+            protocol=PROTOCOL,
+            caller=caller,
+        )
+    )
+    content, header_length = oip.infer_response(
+        result, codec.encode_outputs(result, body.outputs), body
+    )
+    headers = {"X-Vigie-Latency-Ms": f"{(time.perf_counter() - start) * 1000:.3f}"}
+    if header_length is None:
+        return Response(content, media_type="application/json", headers=headers)
+    headers[oip.HEADER_LENGTH] = str(header_length)
+    return Response(content, media_type="application/octet-stream", headers=headers)
+
+
+def _check_outputs(metadata: ModelMetadata, requested: list[str] | None) -> None:
+    known = [spec.name for spec in metadata.outputs]
+    for name in requested or []:
+        if name not in known:
+            raise VigieError(
+                ErrorCode.INVALID_INPUT,
+                f"output {name!r} is not an output of {metadata.name}; outputs: {', '.join(known)}",
+                output=name,
+            )
+
+
+def _model_path(request: Request) -> tuple[str, str | None]:
+    params = request.path_params
+    return str(params["name"]), params.get("version")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with INVALID_INPUT as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> VigieError:
+    return VigieError(
+        ErrorCode.INVALID_INPUT,
+        f"the body is {size} bytes or more; the limit is {limit} bytes (send fewer rows)",
+        limit=limit,
+    )
+
+
+def _count_failure(context: RestContext, name: str, err: VigieError) -> None:
+    if err.code in {ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN}:
+        reason = "forbidden" if err.code is ErrorCode.FORBIDDEN else "unauthenticated"
+        metrics.AUTH_FAILURES.labels(PROTOCOL.value, reason).inc()
+    record = getattr(context.dataplane, "record_failure", None)
+    if record is not None:
+        record(PROTOCOL.value, name, err)
