@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,8 @@ def serve(
     ]
     env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
     child = subprocess.Popen(command, cwd=working_dir, env=env)
+    # A supervisor's SIGTERM stops the service too, instead of orphaning it.
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     try:
         code = child.wait()
     except KeyboardInterrupt:
