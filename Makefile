@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run serve test lint proto proto-check unit integration bench clean
+.PHONY: setup run serve loadtest test lint proto proto-check unit integration bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ run: setup
 	$(BIN)/vigie registry list
 	$(BIN)/vigie audit verify
 	$(BIN)/vigie serve
+
+## loadtest: Locust (REST + gRPC users) headless for 20 s against a local service on free ports.
+loadtest: setup
+	$(BIN)/python loadtests/serve_for_load.py --users 16 --spawn-rate 8 --run-time 20s
 
 ## serve: the prediction service (REST 3000, gRPC 8001) over the registry, in the foreground.
 serve: setup

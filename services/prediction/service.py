@@ -31,6 +31,7 @@ from vigie.log import ConsoleFormatter, JsonFormatter
 from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, codec, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane, new_request_id
+from vigie.serving.guards import JsonBodyOnly
 from vigie.serving.rest import RestContext, bearer, create_app
 from vigie.serving.status import http_status
 from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor
@@ -237,3 +238,7 @@ async def _start_payload_log(settings: Settings) -> Any:
     holder.append(payload_log)
     await payload_log.start()
     return payload_log
+
+
+# BentoML would answer a multipart body on /predict with a 500: refuse non-JSON first.
+VigiePrediction.add_asgi_middleware(JsonBodyOnly, paths=("/predict",))
