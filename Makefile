@@ -66,10 +66,12 @@ unit: setup
 integration: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests/integration tests/e2e
 
-## bench: pipeline against its bulk-load floor; training time; ONNX Runtime against torch eager.
+## bench: pipeline against its bulk-load floor; training time; ONNX Runtime against torch eager;
+## serving (gRPC, OIP REST, /predict) against in-process ONNX Runtime and a plain FastAPI server.
 bench: setup
 	$(BIN)/python loadtests/bench_pipeline.py
 	$(BIN)/python loadtests/bench_models.py
+	$(BIN)/python loadtests/bench_serving.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(
         default=2.0, gt=0.0, description="How often workers look for moved aliases."
     )
+    serving_threads: int = Field(
+        default=1,
+        ge=1,
+        description="ONNX Runtime intra-op threads per served session (batching gives the "
+        "parallelism; a second thread mostly spins).",
+    )
     grpc_max_concurrency: int = Field(default=64, ge=1, description="gRPC calls in flight.")
     request_timeout_s: float = Field(default=10.0, gt=0.0, description="Per-request deadline.")
     payload_buffer: int = Field(

@@ -168,8 +168,9 @@ def _numbers(tensor: RawTensor) -> npt.NDArray[np.float32]:
         data = np.asarray([_number(tensor.name, i, v) for i, v in enumerate(data.reshape(-1))])
     elif data.dtype.kind not in "iuf":
         raise invalid(tensor.name, f"values of type {data.dtype} given, numbers expected")
-    wide = data.astype(np.float64, copy=False).reshape(-1)
-    bad = np.isinf(wide) | (np.abs(np.nan_to_num(wide)) > _FLOAT32_MAX)
+    wide = data.reshape(-1)
+    # One comparison refuses infinity and values beyond float32; NaN (missing) compares false.
+    bad = np.abs(wide) > _FLOAT32_MAX
     if bad.any():
         index = int(np.argmax(bad))
         raise invalid(

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,10 @@ class ModelRepository:
         path = await loop.run_in_executor(
             self._executor, self._registry.open_artifact, model, version, "model.onnx"
         )
-        onnx = await loop.run_in_executor(self._executor, OnnxModel, path, settings.device)
+        onnx = await loop.run_in_executor(
+            self._executor,
+            partial(OnnxModel, path, settings.device, intra_op_threads=settings.serving_threads),
+        )
         compute = session_compute(onnx)
         await loop.run_in_executor(self._executor, warm_up, onnx, compute, settings.max_batch_rows)
         batcher = Batcher(
