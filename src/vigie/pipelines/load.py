@@ -58,7 +58,10 @@ def build_tables(
         ),
         "dim_plane": transform.dim_plane(ok["planes"], flights["tailnum"], run, at),
         "dim_weather_hour": transform.dim_weather_hour(ok["weather"], run, at),
-        "fact_flight": fact_flight(flights, ok["airports"], ok["weather"], run, at),
+        # in time order, so DuckDB's zonemaps prune time-window scans
+        "fact_flight": fact_flight(flights, ok["airports"], ok["weather"], run, at).sort_values(
+            "sched_dep_utc", kind="stable"
+        ),
     }
     parts = []
     for name, outcome in outcomes.items():
