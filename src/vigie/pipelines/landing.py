@@ -29,6 +29,12 @@ from vigie.pipelines.expectations import TableExpectation
 from vigie.pipelines.sources import file_sha256, read_source
 from vigie.pipelines.validate import PARTITION, ROW
 
+#: Arrow strings stay Arrow-backed in pandas (no copy into Python objects).
+_ARROW_STRINGS = {
+    pa.string(): pd.StringDtype("pyarrow"),
+    pa.large_string(): pd.StringDtype("pyarrow"),
+}
+
 MANIFEST = "manifest.json"
 UNKNOWN_MONTH = "unknown"
 #: Hive-style partition folder key (not "month": the tables have a month column).
@@ -175,9 +181,7 @@ def _read_verified(path: Path, info: dict[str, Any], name: str) -> pd.DataFrame:
             path=str(path),
         )
     try:
-        frame = pq.read_table(path).to_pandas(
-            types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get
-        )
+        frame = pq.read_table(path).to_pandas(types_mapper=_ARROW_STRINGS.get)
     except (pa.ArrowException, OSError) as err:
         raise VigieError(
             ErrorCode.SOURCE_CORRUPT, f"landing file {path} is unreadable: {err}", table=name

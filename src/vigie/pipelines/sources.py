@@ -20,6 +20,12 @@ import pyarrow.csv as pacsv
 
 from vigie.errors import ErrorCode, VigieError
 
+#: Arrow strings stay Arrow-backed in pandas (no copy into Python objects).
+_ARROW_STRINGS = {
+    pa.string(): pd.StringDtype("pyarrow"),
+    pa.large_string(): pd.StringDtype("pyarrow"),
+}
+
 NULL_TOKENS = ["NA", ""]
 
 
@@ -99,7 +105,7 @@ def read_source(name: str, path: Path, columns: list[str]) -> SourceTable:
         raise VigieError(
             ErrorCode.SOURCE_CORRUPT, f"source {path.name} cannot be parsed: {err}", table=name
         ) from err
-    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    frame = table.to_pandas(types_mapper=_ARROW_STRINGS.get)
     frame["_row"] = range(1, len(frame) + 1)
     return SourceTable(name, path, file_sha256(path), frame, malformed)
 
