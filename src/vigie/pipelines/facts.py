@@ -39,12 +39,12 @@ def fact_flight(
     """
     date = local_dates(flights)
     date_key = (date.dt.year * 10000 + date.dt.month * 100 + date.dt.day).astype("int64")
-    minute = pd.to_timedelta(flights["minute"].astype("float64"), unit="min")
-    sched_dep_local = date + pd.to_timedelta(flights["hour"].astype("float64"), unit="h") + minute
+    minute = minutes(flights["minute"])
+    sched_dep_local = date + minutes(flights["hour"], per_unit=60) + minute
     sched_dep_utc = flights["time_hour"] + minute
     sched_arr_local, sched_arr_utc = _scheduled_arrival(flights, date, sched_dep_utc, airports)
-    dep_delay = pd.to_timedelta(flights["dep_delay"].astype("float64"), unit="min")
-    arr_delay = pd.to_timedelta(flights["arr_delay"].astype("float64"), unit="min")
+    dep_delay = minutes(flights["dep_delay"])
+    arr_delay = minutes(flights["arr_delay"])
     departed, arrived = flights["dep_delay"].notna(), flights["arr_delay"].notna()
     status = pd.Series("arrived", index=flights.index).mask(departed & ~arrived, "diverted")
     status = status.mask(~departed, "cancelled")
@@ -91,6 +91,13 @@ def fact_flight(
     return frame
 
 
+def minutes(values: pd.Series, per_unit: int = 1) -> pd.Series:
+    """Durations of ``values * per_unit`` minutes (NaT where missing), vectorised in numpy
+    (``pd.to_timedelta`` on nullable floats goes value by value)."""
+    raw = values.to_numpy(dtype="float64", na_value=np.nan) * (per_unit * 60e9)
+    return pd.Series(raw.astype("timedelta64[ns]"), index=values.index)
+
+
 def _weather_keys(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.Series:
     keys = surrogate(flights["origin"], flights["time_hour"])
     observed = surrogate(weather["origin"], weather["time_hour"])
@@ -101,7 +108,7 @@ def _scheduled_arrival(
     flights: pd.DataFrame, date: pd.Series, sched_dep_utc: pd.Series, airports: pd.DataFrame
 ) -> tuple[pd.Series, pd.Series]:
     clock = flights["sched_arr_time"].astype("float64")
-    local = date + pd.to_timedelta(clock // 100, unit="h") + pd.to_timedelta(clock % 100, unit="m")
+    local = date + minutes(clock // 100, per_unit=60) + minutes(clock % 100)
     zones = flights["dest"].map(dict(zip(airports["faa"], airports["tzone"], strict=True)))
     utc = _to_utc(local, zones)
     # An arrival clock earlier than the departure is on the next local day; localise that day
