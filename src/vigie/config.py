@@ -99,9 +99,6 @@ class Settings(BaseSettings):
     payload_buffer: int = Field(
         default=10_000, ge=1, description="Payload-log entries buffered before dropping."
     )
-    pipeline_batch_rows: int = Field(
-        default=500_000, ge=1_000, description="Rows per bulk-load batch into the warehouse."
-    )
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
