@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run serve loadtest test lint proto proto-check unit integration bench clean
+.PHONY: setup run serve monitor loadtest test lint proto proto-check unit integration bench clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-## run: the platform on embedded defaults (everything that exists so far).
+## run: the platform on embedded defaults: load 2013, train on January-February, promote,
+## then serve, monitor (drift sidecar on 3001) and replay March-August with delayed labels.
 run: setup
 	$(BIN)/vigie pipeline run
 	$(BIN)/vigie train --model flight_delay --from 2013-01-01 --to 2013-02-28 --reason "make run"
@@ -28,11 +29,15 @@ run: setup
 	$(BIN)/vigie registry promote arrival_delay staging --to production --reason "make run"
 	$(BIN)/vigie registry list
 	$(BIN)/vigie audit verify
-	$(BIN)/vigie serve
+	$(BIN)/vigie up --replay-from 2013-03-01 --replay-to 2013-08-31
 
 ## loadtest: Locust (REST + gRPC users) headless for 20 s against a local service on free ports.
 loadtest: setup
 	$(BIN)/python loadtests/serve_for_load.py --users 16 --spawn-rate 8 --run-time 20s
+
+## monitor: the drift sidecar (pages, JSON and /metrics on 3001) in the foreground.
+monitor: setup
+	$(BIN)/vigie monitor serve
 
 ## serve: the prediction service (REST 3000, gRPC 8001) over the registry, in the foreground.
 serve: setup
@@ -55,8 +60,8 @@ proto-check: proto
 	git diff --exit-code -- src/vigie/serving/proto/
 
 lint: setup proto-check
-	$(BIN)/ruff check src tests loadtests
-	$(BIN)/ruff format --check src tests loadtests
+	$(BIN)/ruff check src tests loadtests services monitoring
+	$(BIN)/ruff format --check src tests loadtests services monitoring
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -67,11 +72,13 @@ integration: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests/integration tests/e2e
 
 ## bench: pipeline against its bulk-load floor; training time; ONNX Runtime against torch eager;
-## serving (gRPC, OIP REST, /predict) against in-process ONNX Runtime and a plain FastAPI server.
+## serving (gRPC, OIP REST, /predict) against in-process ONNX Runtime and a plain FastAPI server;
+## the drift sidecar's statistics against Evidently's full computation.
 bench: setup
 	$(BIN)/python loadtests/bench_pipeline.py
 	$(BIN)/python loadtests/bench_models.py
 	$(BIN)/python loadtests/bench_serving.py
+	$(BIN)/python loadtests/bench_drift.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

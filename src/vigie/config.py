@@ -99,6 +99,52 @@ class Settings(BaseSettings):
     payload_buffer: int = Field(
         default=10_000, ge=1, description="Payload-log entries buffered before dropping."
     )
+    monitor_port: int = Field(default=3001, description="Drift sidecar HTTP port.")
+    monitor_window_rows: int = Field(
+        default=5000, ge=10, description="Rows after which a drift window closes (by count)."
+    )
+    monitor_window_seconds: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="Seconds of prediction time after which a drift window closes (by time).",
+    )
+    monitor_min_window_rows: int = Field(
+        default=50, ge=1, description="Fewest rows a time-closed window needs to be analysed."
+    )
+    monitor_drift_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Share of drifted features from which a window has dataset drift.",
+    )
+    monitor_drift_persist_windows: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive drifted windows that make the sidecar request retraining.",
+    )
+    monitor_poll_interval_s: float = Field(
+        default=1.0, gt=0.0, description="How often the sidecar reads new entries."
+    )
+    monitor_report_rows: int = Field(
+        default=5000,
+        ge=100,
+        description="Most current-window rows given to Evidently for a published report "
+        "(a seeded sample above it; the drift decisions use every row).",
+    )
+    monitor_reports: bool = Field(
+        default=True, description="Publish Evidently reports and workspace runs per window."
+    )
+    monitor_label_delay_s: float = Field(
+        default=21_600.0,
+        gt=0.0,
+        description="Seconds after which a window's labels should have arrived (flights land "
+        "within hours); the label-coverage gauge follows the newest window that old.",
+    )
+    monitor_stall_seconds: float = Field(
+        default=120.0,
+        gt=0.0,
+        description="Seconds without a poll after which the sidecar is stalled.",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -159,6 +205,16 @@ class Settings(BaseSettings):
     def payload_dir(self) -> Path:
         """Local payload-log segments (when no stream URL is set)."""
         return self.home / "payload"
+
+    @property
+    def outcomes_dir(self) -> Path:
+        """Local outcome-event segments (when no stream URL is set)."""
+        return self.home / "outcomes"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """The drift sidecar's state, window results, reports and Evidently workspace."""
+        return self.home / "monitoring"
 
     @property
     def secrets_dir(self) -> Path:

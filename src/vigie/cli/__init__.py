@@ -14,7 +14,10 @@ from vigie.cli.common import report_error
 from vigie.cli.data import audit_app, pipeline_app, warehouse_app
 from vigie.cli.keys import keys_app
 from vigie.cli.models import registry_app, train
+from vigie.cli.monitor import monitor_app
+from vigie.cli.replay import ingest, replay
 from vigie.cli.serve import serve
+from vigie.cli.up import up
 from vigie.errors import EXIT_CODES, VigieError
 
 app = typer.Typer(help="vigie: model serving and monitoring platform.", no_args_is_help=True)
@@ -23,8 +26,12 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
+app.add_typer(monitor_app, name="monitor")
 app.command("train")(train)
 app.command("serve")(serve)
+app.command("replay")(replay)
+app.command("ingest")(ingest)
+app.command("up")(up)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,9 +37,16 @@ from vigie.governance.policy import Handling, load_policy
 from vigie.governance.pseudonymize import Pseudonymizer
 from vigie.monitoring.payload_entry import PayloadEntry, PayloadSink
 from vigie.monitoring.payload_stream import DEFAULT_STREAM, RedisStreamSink, read_stream
-from vigie.monitoring.segments import SegmentSink, read_segments
+from vigie.monitoring.segments import OnSkip, SegmentSink, read_segments
 
-__all__ = ["DEFAULT_STREAM", "PayloadEntry", "PayloadLog", "PayloadSink", "read_entries"]
+__all__ = [
+    "DEFAULT_STREAM",
+    "PayloadEntry",
+    "PayloadLog",
+    "PayloadSink",
+    "open_sink",
+    "read_entries",
+]
 
 #: Entry field -> column of the policy's ``services`` table that governs it.
 GOVERNED_FIELDS = {"caller": "client_id", "api_key": "api_key", "request_id": "request_id"}
@@ -111,7 +119,7 @@ class PayloadLog:
         retry_initial_s: float = 0.05,
         retry_max_s: float = 2.0,
     ) -> None:
-        self._sink = sink if sink is not None else _open_sink(settings, stream)
+        self._sink = sink if sink is not None else open_sink(settings, stream=stream)
         self._governance = _Governance(settings)
         self._capacity = settings.payload_buffer
         self._hooks = {"written": on_written, "dropped": on_dropped, "buffered": on_buffered}
@@ -266,10 +274,18 @@ class PayloadLog:
             _log.warning("payload-log %s hook failed: %s", hook, err)
 
 
-def _open_sink(settings: Settings, stream: str) -> PayloadSink:
+def open_sink(
+    settings: Settings, *, stream: str = DEFAULT_STREAM, folder: Path | None = None
+) -> PayloadSink:
+    """The sink ``VIGIE_STREAM_URL`` chooses: segments under ``folder`` (default: the
+    payload folder) or the Redis stream ``stream``. The outcome log uses it too.
+
+    Raises:
+        VigieError: CONFIGURATION for an unsupported URL scheme.
+    """
     url = settings.stream_url
     if url is None:
-        return SegmentSink(settings.payload_dir)
+        return SegmentSink(folder if folder is not None else settings.payload_dir)
     if urlparse(url).scheme in _REDIS_SCHEMES:
         return RedisStreamSink(url, stream=stream)
     raise VigieError(
@@ -281,7 +297,13 @@ def _open_sink(settings: Settings, stream: str) -> PayloadSink:
 
 
 def read_entries(
-    settings: Settings, *, after: str | None = None, limit: int, stream: str = DEFAULT_STREAM
+    settings: Settings,
+    *,
+    after: str | None = None,
+    limit: int,
+    stream: str = DEFAULT_STREAM,
+    folder: Path | None = None,
+    on_skip: OnSkip | None = None,
 ) -> list[PayloadEntry]:
     """Read entries back in order, from the start or after an offset.
 
@@ -290,6 +312,9 @@ def read_entries(
         after: The ``offset`` of the last entry already read; None: from the start.
         limit: Most entries returned (at least 1).
         stream: The Redis stream key.
+        folder: The segment folder; default: ``settings.payload_dir``.
+        on_skip: Called with the offset of each unreadable line or stream entry passed
+            over, and why (a consumer counts them and may resume after that offset).
 
     Returns:
         Up to ``limit`` entries; fewer (or none) when the log holds no more yet.
@@ -302,9 +327,14 @@ def read_entries(
         raise VigieError(ErrorCode.INVALID_INPUT, "limit must be at least 1", field="limit")
     url = settings.stream_url
     if url is None:
-        return read_segments(settings.payload_dir, after=after, limit=limit)
+        return read_segments(
+            folder if folder is not None else settings.payload_dir,
+            after=after,
+            limit=limit,
+            on_skip=on_skip,
+        )
     if urlparse(url).scheme in _REDIS_SCHEMES:
-        return read_stream(url, stream=stream, after=after, limit=limit)
+        return read_stream(url, stream=stream, after=after, limit=limit, on_skip=on_skip)
     raise VigieError(
         ErrorCode.CONFIGURATION, f"VIGIE_STREAM_URL {url!r} is not supported", field="stream_url"
     )

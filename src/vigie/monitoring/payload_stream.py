@@ -12,8 +12,9 @@ acknowledgement) are left to the monitoring consumer that will need them.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -31,6 +32,7 @@ SOCKET_TIMEOUT_S = 5.0
 
 _FIELD = b"entry"
 _STREAM_ID = re.compile(r"^\d+-\d+$")
+_log = logging.getLogger(__name__)
 
 
 def connect(url: str) -> redis.Redis:
@@ -68,8 +70,18 @@ class RedisStreamSink:
         self._client.close()
 
 
-def read_stream(url: str, *, stream: str, after: str | None, limit: int) -> list[PayloadEntry]:
+def read_stream(
+    url: str,
+    *,
+    stream: str,
+    after: str | None,
+    limit: int,
+    on_skip: Callable[[str, str], object] | None = None,
+) -> list[PayloadEntry]:
     """Up to ``limit`` entries after stream id ``after`` (from the start when None).
+
+    A stream entry that does not decode is skipped with a warning and reported to
+    ``on_skip`` with its id (so it counts toward ``limit`` but is not returned).
 
     Raises:
         VigieError: INVALID_INPUT for a malformed ``after``; UNAVAILABLE when Redis
@@ -93,5 +105,11 @@ def read_stream(url: str, *, stream: str, after: str | None, limit: int) -> list
     entries = []
     for stream_id, fields in rows or []:
         offset = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
-        entries.append(PayloadEntry.from_json(offset, (fields or {})[_FIELD]))
+        try:
+            entries.append(PayloadEntry.from_json(offset, (fields or {})[_FIELD]))
+        except (KeyError, ValueError) as err:
+            reason = f"no {_FIELD.decode()!r} field" if isinstance(err, KeyError) else str(err)
+            _log.warning("skipping an unreadable entry %s of %s: %s", offset, stream, reason)
+            if on_skip is not None:
+                on_skip(offset, reason)
     return entries

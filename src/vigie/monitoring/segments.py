@@ -17,7 +17,7 @@ import fcntl
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,9 @@ from vigie.monitoring.payload_entry import PayloadEntry, encode_entry
 
 #: Default size after which a new segment is started.
 DEFAULT_SEGMENT_BYTES = 64 << 20
+
+#: Called with the offset of a line a reader skipped and why (corrupted, truncated).
+OnSkip = Callable[[str, str], object]
 
 _NAME = re.compile(r"^segment-(\d{6,})\.jsonl$")
 _OFFSET = re.compile(r"^(\d+):(\d+)$")
@@ -147,28 +150,46 @@ def parse_offset(offset: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def read_segments(folder: Path, *, after: str | None, limit: int) -> list[PayloadEntry]:
+def read_segments(
+    folder: Path, *, after: str | None, limit: int, on_skip: OnSkip | None = None
+) -> list[PayloadEntry]:
     """Up to ``limit`` entries after the one at ``after`` (from the start when None).
 
-    Lines that do not decode are skipped with a warning; a last line without its end of
-    line (being written) is left for a later read. A segment removed by retention is
-    passed over: reading resumes at the next one.
+    Lines that do not decode are skipped with a warning and reported to ``on_skip`` with
+    their offset (a valid ``after``: a consumer can resume past them). A last line without
+    its end of line is left for a later read when it ends the newest segment (being
+    written), skipped and reported when it ends an older one (truncated). A segment
+    removed by retention is passed over: reading resumes at the next one.
     """
     start = parse_offset(after) if after is not None else (0, -1)
     entries: list[PayloadEntry] = []
-    for number in segment_numbers(folder):
+    numbers = segment_numbers(folder)
+    for number in numbers:
         if number < start[0]:
             continue
         skip_through = start[1] if number == start[0] else -1
-        for entry in _read_segment(folder, number, skip_through, limit - len(entries)):
-            entries.append(entry)
+        lines = _read_segment(
+            folder,
+            number,
+            skip_through,
+            limit - len(entries),
+            newest=number == numbers[-1],
+            on_skip=on_skip,
+        )
+        entries.extend(lines)
         if len(entries) >= limit:
             break
     return entries
 
 
 def _read_segment(
-    folder: Path, number: int, skip_through: int, limit: int
+    folder: Path,
+    number: int,
+    skip_through: int,
+    limit: int,
+    *,
+    newest: bool,
+    on_skip: OnSkip | None,
 ) -> Iterator[PayloadEntry]:
     """Entries of one segment whose line starts after byte ``skip_through``."""
     with segment_path(folder, number).open("rb") as handle:
@@ -180,12 +201,18 @@ def _read_segment(
             position = handle.tell()
             line = handle.readline()
             if not line.endswith(b"\n"):
+                if line and not newest:
+                    _skip(on_skip, number, position, "truncated line (no end of line)")
                 return
             try:
                 yield PayloadEntry.from_json(format_offset(number, position), line)
             except ValueError as err:
-                _log.warning(
-                    "skipping an unreadable payload line at %s:%d: %s", number, position, err
-                )
+                _skip(on_skip, number, position, str(err))
                 continue
             count += 1
+
+
+def _skip(on_skip: OnSkip | None, number: int, position: int, reason: str) -> None:
+    _log.warning("skipping an unreadable line at %s:%d: %s", number, position, reason)
+    if on_skip is not None:
+        on_skip(format_offset(number, position), reason)

@@ -42,6 +42,10 @@ UNKNOWN_MODEL = "_unknown"
 #: OIP extensions the REST front end implements.
 EXTENSIONS = ("binary_tensor_data",)
 
+#: Request parameter naming each row (e.g. the flight's ``flight_key``), comma-separated;
+#: recorded in the payload log so delayed labels can be joined to the predictions.
+ROW_IDS_PARAMETER = "row_ids"
+
 
 class PayloadSink(Protocol):
     """Where prediction records go (``vigie.monitoring.payload_log.PayloadLog``)."""
@@ -183,6 +187,7 @@ class ServingDataPlane:
         model_label = self.metric_model(request.model)
         version = ""
         try:
+            ids = request_row_ids(request)
             decision, loaded, outputs = await self._predict(request)
             version = decision.version
         except VigieError as err:
@@ -192,9 +197,9 @@ class ServingDataPlane:
         metrics.REQUESTS.labels(request.protocol.value, model_label, version, "success").inc()
         metrics.REQUEST_DURATION.labels(request.protocol.value, model_label).observe(elapsed)
         result = InferResult(request.model, version, request.id, {loaded.onnx.output_name: outputs})
-        self._log_payload(request, result, decision.route, elapsed)
+        self._log_payload(request, result, decision.route, elapsed, ids)
         if decision.mirror is not None:
-            self._start_mirror(request, decision.mirror)
+            self._start_mirror(request, decision.mirror, ids)
         return result
 
     async def _predict(
@@ -237,12 +242,12 @@ class ServingDataPlane:
             raise BatcherClosed(f"{model} version {decision.version}")
         return decision, current
 
-    def _start_mirror(self, request: InferRequest, version: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._mirror(request, version))
+    def _start_mirror(self, request: InferRequest, version: str, ids: list[str] | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._mirror(request, version, ids))
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
 
-    async def _mirror(self, request: InferRequest, version: str) -> None:
+    async def _mirror(self, request: InferRequest, version: str, ids: list[str] | None) -> None:
         """Answer a copy of the request from staging; the client never sees it."""
         loaded = self.repository.get(request.model, version)
         if loaded is None:
@@ -255,15 +260,20 @@ class ServingDataPlane:
             return
         metrics.ROUTED.labels(request.model, Route.SHADOW.value).inc()
         result = InferResult(request.model, version, request.id, {loaded.onnx.output_name: outputs})
-        self._log_payload(request, result, Route.SHADOW, time.perf_counter() - start)
+        self._log_payload(request, result, Route.SHADOW, time.perf_counter() - start, ids)
 
     def _log_payload(
-        self, request: InferRequest, result: InferResult, route: Route, elapsed: float
+        self,
+        request: InferRequest,
+        result: InferResult,
+        route: Route,
+        elapsed: float,
+        ids: list[str] | None,
     ) -> None:
         if self._payload_log is None:
             return
         try:
-            self._payload_log.log(payload_entry(request, result, route, elapsed))
+            self._payload_log.log(payload_entry(request, result, route, elapsed, row_ids=ids))
         except Exception as err:  # the payload log must never fail a prediction
             logger.warning("payload log refused an entry: %s", err)
 
@@ -305,11 +315,60 @@ def _check_columns(loaded: LoadedVersion, request: InferRequest) -> None:
         )
 
 
+def request_row_ids(request: InferRequest) -> list[str] | None:
+    """The ids the request gave its rows in its ``row_ids`` parameter, or None without one.
+
+    The parameter is one string of comma-separated ids, one per row, in row order (the
+    replay sends each flight's ``flight_key``). Checked before predicting, so a request
+    whose ids cannot be trusted is refused rather than logged unjoinable; one ``split``,
+    nothing per row in Python.
+
+    Raises:
+        VigieError: INVALID_INPUT naming the parameter when it is not a string, has an
+            empty id, or has not exactly one id per row.
+    """
+    raw = request.parameters.get(ROW_IDS_PARAMETER)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise VigieError(
+            ErrorCode.INVALID_INPUT,
+            f"parameter {ROW_IDS_PARAMETER!r} must be a string of comma-separated ids, one "
+            f"per row; got {type(raw).__name__}",
+            parameter=ROW_IDS_PARAMETER,
+        )
+    ids = raw.split(",")
+    if len(ids) != request.rows:
+        raise VigieError(
+            ErrorCode.INVALID_INPUT,
+            f"parameter {ROW_IDS_PARAMETER!r} has {len(ids)} ids for {request.rows} rows; "
+            "expected one comma-separated id per row",
+            parameter=ROW_IDS_PARAMETER,
+            expected=request.rows,
+        )
+    if "" in ids:
+        raise VigieError(
+            ErrorCode.INVALID_INPUT,
+            f"parameter {ROW_IDS_PARAMETER!r} has an empty id (row {ids.index('')}); "
+            "expected one non-empty id per row",
+            parameter=ROW_IDS_PARAMETER,
+        )
+    return ids
+
+
 def payload_entry(
-    request: InferRequest, result: InferResult, route: Route, elapsed: float
+    request: InferRequest,
+    result: InferResult,
+    route: Route,
+    elapsed: float,
+    *,
+    row_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The payload-log record of one answer (JSON-ready; NaN becomes null)."""
-    return {
+    """The payload-log record of one answer (JSON-ready; NaN becomes null).
+
+    ``row_ids`` (from :func:`request_row_ids`) is recorded only when the request named its rows.
+    """
+    entry: dict[str, Any] = {
         "request_id": request.id,
         "time": datetime.now(UTC).isoformat(),
         "protocol": request.protocol.value,
@@ -322,6 +381,9 @@ def payload_entry(
         "latency_ms": round(elapsed * 1000.0, 3),
         "caller": request.caller,
     }
+    if row_ids is not None:
+        entry["row_ids"] = row_ids
+    return entry
 
 
 def _plain(column: npt.NDArray[Any]) -> list[Any]:

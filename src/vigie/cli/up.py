@@ -1,0 +1,197 @@
+"""``vigie up``: the live loop on one machine — service, drift sidecar, replayed traffic.
+
+Starts the prediction service (``vigie serve``) and the drift sidecar (``vigie monitor
+serve``) as child processes, waits until both are ready, replays a window of 2013 through
+the service (``vigie replay``; outcomes arrive late, at each flight's arrival), waits for
+the sidecar to catch up, prints what it found, and keeps both running until Ctrl-C or
+SIGTERM (or stops at once with ``--exit``). Children are stopped by their PIDs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from vigie.cli.common import guarded, out
+from vigie.cli.common import settings as build_settings
+from vigie.config import Settings
+from vigie.errors import ErrorCode, VigieError
+
+#: Seconds to wait for the service and the sidecar to become ready.
+START_TIMEOUT_S = 300.0
+
+#: The sidecar counts as caught up when its counters stay put this long.
+SETTLE_S = 4.0
+
+
+@guarded
+def up(
+    replay_from: Annotated[
+        str, typer.Option("--replay-from", help="First day to replay (YYYY-MM-DD).")
+    ] = "2013-03-01",
+    replay_to: Annotated[
+        str, typer.Option("--replay-to", help="Last day to replay (YYYY-MM-DD).")
+    ] = "2013-08-31",
+    speed: Annotated[
+        float, typer.Option(help="Simulated seconds per real second (0: as fast as possible).")
+    ] = 86_400.0,
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", help="Flights per prediction request, at most.")
+    ] = 64,
+    replay: Annotated[bool, typer.Option(help="Replay traffic (else only serve).")] = True,
+    exit_after: Annotated[
+        bool, typer.Option("--exit", help="Stop everything once the replay is analysed.")
+    ] = False,
+    working_dir: Annotated[
+        Path, typer.Option(help="The repository root (services/, monitoring/).")
+    ] = Path(),
+) -> None:
+    """Serve, monitor and replay 2013 traffic: the live loop, until interrupted."""
+    settings = build_settings()
+    first, last = _day(replay_from, "--replay-from"), _day(replay_to, "--replay-to")
+    env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
+    vigie = [sys.executable, "-m", "vigie.cli"]
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = threading.Event()
+
+    def stop_all(*_: Any) -> None:
+        stopping.set()
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        children.append(_start([*vigie, "serve", "--working-dir", str(working_dir)], env))
+        children.append(
+            _start([*vigie, "monitor", "serve", "--working-dir", str(working_dir)], env)
+        )
+        rest = f"http://{settings.host}:{settings.rest_port}"
+        sidecar = f"http://{settings.host}:{settings.monitor_port}"
+        _wait_ready(f"{rest}/v2/health/ready", children[0], "the prediction service")
+        _wait_ready(f"{sidecar}/health/ready", children[1], "the drift sidecar")
+        out.print(f"[bold]service ready[/] {rest}   [bold]sidecar ready[/] {sidecar}/")
+        if replay and not stopping.is_set():
+            command = [
+                *vigie,
+                "replay",
+                "--from",
+                first.isoformat(),
+                "--to",
+                last.isoformat(),
+                "--speed",
+                str(speed),
+                "--max-rows",
+                str(max_rows),
+            ]
+            code = subprocess.call(command, env=env)
+            if code != 0:
+                out.print(f"[yellow]the replay ended with status {code}[/]")
+            _settle(sidecar, stopping)
+            _summary(settings, sidecar)
+        if exit_after:
+            return
+        out.print(f"Browse {sidecar}/ — Ctrl-C stops the service and the sidecar.")
+        while not stopping.is_set() and all(c.poll() is None for c in children):
+            stopping.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+        for child in children:
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise VigieError(
+            ErrorCode.INVALID_INPUT, f"{option} {text!r} is not a date (YYYY-MM-DD)"
+        ) from err
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env)
+
+
+def _wait_ready(url: str, child: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise VigieError(ErrorCode.UNAVAILABLE, f"{what} exited with status {child.returncode}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == httpx.codes.OK:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise VigieError(ErrorCode.UNAVAILABLE, f"{what} was not ready within {START_TIMEOUT_S:.0f} s")
+
+
+def _settle(sidecar: str, stopping: threading.Event) -> None:
+    """Wait until the sidecar has read everything (its counters stop moving)."""
+    previous: tuple[int, int] | None = None
+    stable_since = time.monotonic()
+    while not stopping.is_set():
+        try:
+            health = httpx.get(f"{sidecar}/api/health", timeout=5.0).json()
+        except (httpx.HTTPError, ValueError):
+            return
+        counts = (int(health["entries_read"]), int(health["outcomes_read"]))
+        if counts != previous:
+            previous, stable_since = counts, time.monotonic()
+        elif time.monotonic() - stable_since >= SETTLE_S:
+            return
+        stopping.wait(1.0)
+
+
+def _summary(settings: Settings, sidecar: str) -> None:
+    try:
+        windows = httpx.get(f"{sidecar}/api/windows", timeout=10.0).json()
+        requests = httpx.get(f"{sidecar}/api/retraining-requests", timeout=10.0).json()
+    except (httpx.HTTPError, ValueError) as err:
+        out.print(f"[yellow]cannot read the sidecar's results: {err}[/]")
+        return
+    by_version: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for window in windows:
+        by_version.setdefault((window["model"], window["version"]), []).append(window)
+    for (model, version), found in sorted(by_version.items()):
+        drifted = sum(1 for w in found if w["drift"]["dataset_drift"])
+        first, last = found[0], found[-1]
+        line = (
+            f"{model} v{version}: {len(found)} windows, {drifted} with dataset drift; "
+            f"drifted share {first['drift']['share_drifted']:.2f} -> "
+            f"{last['drift']['share_drifted']:.2f}"
+        )
+        scored = [w for w in found if w.get("quality")]
+        metric = "roc_auc" if model == "flight_delay" else "mae"
+        values = [w["quality"]["metrics"].get(metric) for w in scored]
+        values = [v for v in values if v is not None]
+        if values:
+            line += f"; {metric} {values[0]:.3f} -> {values[-1]:.3f}"
+        out.print(line, highlight=False)
+    for request in requests:
+        out.print(
+            f"[bold]retraining requested[/] for {request['model']} v{request['version']} "
+            f"after windows {', '.join(request['windows'])} "
+            f"(top features: {', '.join(f['name'] for f in request['features'][:5])})",
+            highlight=False,
+        )
+    out.print(
+        f"Evidently UI: evidently ui --workspace {settings.monitoring_dir / 'workspace'}",
+        highlight=False,
+    )

@@ -1,0 +1,143 @@
+"""What a replay is asked to do (:class:`ReplayPlan`), what it sends (:class:`ReplayRequest`)
+and what it did (:class:`ReplayStats`); the schedule itself is :mod:`vigie.monitoring.replay`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vigie.errors import ErrorCode, VigieError
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """One prediction request of the replay.
+
+    Attributes:
+        model: The served model asked.
+        request_id: A unique id (the payload log's ``request_id``).
+        columns: Input name to its column of ``rows`` values (numpy slices of the window).
+        row_ids: The flights' keys, one per row (sent as the ``row_ids`` parameter).
+    """
+
+    model: str
+    request_id: str
+    columns: dict[str, npt.NDArray[Any]]
+    row_ids: list[str]
+
+    @property
+    def rows(self) -> int:
+        """Number of rows (flights) in the request."""
+        return len(self.row_ids)
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """How to replay.
+
+    Attributes:
+        models: Each served model asked and its input names (one request per model).
+        speed: Simulated seconds per real second; 0: as fast as possible.
+        max_rows: Most flights per request.
+        limit: Most flights replayed (the first ones of the window); None: all.
+        concurrency: Requests in flight at once.
+        retries: Tries after the first for a request answered UNAVAILABLE.
+        retry_wait_s: First wait before a retry; doubles each time.
+        source: The outcome events' ``source``.
+        run_id: Prefix of every request id (unique per run).
+    """
+
+    models: dict[str, tuple[str, ...]]
+    speed: float = 0.0
+    max_rows: int = 1
+    limit: int | None = None
+    concurrency: int = 4
+    retries: int = 3
+    retry_wait_s: float = 0.2
+    source: str = "replay"
+    run_id: str = "replay"
+
+    def check(self) -> None:
+        """Raises VigieError INVALID_INPUT naming the first option out of range."""
+        problems = {
+            "models": not self.models,
+            "speed": self.speed < 0 or not np.isfinite(self.speed),
+            "max_rows": self.max_rows < 1,
+            "limit": self.limit is not None and self.limit < 1,
+            "concurrency": self.concurrency < 1,
+            "retries": self.retries < 0,
+        }
+        for name, bad in problems.items():
+            if bad:
+                raise VigieError(
+                    ErrorCode.INVALID_INPUT,
+                    f"replay option {name} is out of range: {getattr(self, name)!r} "
+                    "(models: at least one; speed >= 0; max_rows, limit, concurrency >= 1; "
+                    "retries >= 0)",
+                    field=name,
+                )
+
+
+@dataclass
+class ReplayStats:
+    """What a replay did (also its progress while it runs).
+
+    Attributes:
+        flights: Flights in the replay (the window, or ``limit`` of it).
+        flights_sent: Flights whose requests were sent (every model's).
+        requests: Requests answered.
+        rows: Rows answered (a row per flight per model).
+        failures: Requests that failed after their retries.
+        failed_rows: Rows of those requests.
+        failure_codes: Failed requests by error code.
+        retries: Retries made.
+        outcomes: Outcome events emitted.
+        outcomes_unwritten: Emitted events the outcome log could not write.
+        simulated_start: Where the simulated clock started (first departure).
+        simulated_until: How far the simulated clock got.
+        elapsed_s: Real time the replay took.
+        interrupted: It was stopped before its end.
+    """
+
+    flights: int = 0
+    flights_sent: int = 0
+    requests: int = 0
+    rows: int = 0
+    failures: int = 0
+    failed_rows: int = 0
+    failure_codes: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    outcomes: int = 0
+    outcomes_unwritten: int = 0
+    simulated_start: datetime | None = None
+    simulated_until: datetime | None = None
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready (audit log, summaries)."""
+        return {
+            "flights": self.flights,
+            "flights_sent": self.flights_sent,
+            "requests": self.requests,
+            "rows": self.rows,
+            "failures": self.failures,
+            "failed_rows": self.failed_rows,
+            "failure_codes": dict(self.failure_codes),
+            "retries": self.retries,
+            "outcomes": self.outcomes,
+            "outcomes_unwritten": self.outcomes_unwritten,
+            "simulated_start": _iso(self.simulated_start),
+            "simulated_until": _iso(self.simulated_until),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "interrupted": self.interrupted,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,244 @@
+"""The drift sidecar over a real registry: real references, Evidently reports, HTTP shell.
+
+Payload entries are built from real flights of the trained window (no drift expected)
+and from the same flights with the weather of a hot summer day (drift expected), written
+to the payload log the way the serving data plane writes them; outcomes come from the
+warehouse through the outcome log. The sidecar process (``monitoring/sidecar.py``) is then
+started on a free port and read back over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from vigie.config import Settings, load_settings
+from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog
+from vigie.monitoring.segments import SegmentSink
+from vigie.monitoring.sidecar import Monitor, read_requests
+from vigie.registry import Registry
+from vigie.training.snapshot import build_snapshot
+from vigie.training.spec import load_spec
+
+from ..serving.running import ROOT, WINDOW, free_port
+
+ROWS = 400  # window size
+# A July afternoon: the weather, the month and the calendar all move (12 of 22 features).
+HOT = {
+    "temp": 88.0,
+    "dewp": 70.0,
+    "humid": 60.0,
+    "pressure": 1008.0,
+    "wind_speed": 16.0,
+    "wind_gust": 20.0,
+    "wind_dir": 200.0,
+    "visib": 6.0,
+    "precip": 0.2,
+    "month": 7,
+    "day": 15,
+    "day_of_week": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home of its own holding a copy of the trained registry and warehouse."""
+    root = tmp_path_factory.mktemp("sidecar-home")
+    for name in ("registry", "secrets", "warehouse.duckdb"):
+        source = trained_home.home / name
+        if source.is_dir():
+            shutil.copytree(source, root / name)
+        elif source.exists():
+            shutil.copy2(source, root / name)
+    return load_settings(
+        home=root,
+        models_dir=trained_home.models_dir,
+        mode="local",
+        device="cpu",
+        actor="sidecar-test",
+        monitor_window_rows=ROWS,
+        monitor_drift_persist_windows=2,
+        monitor_report_rows=ROWS,
+    )
+
+
+def _flights(settings: Settings) -> pd.DataFrame:
+    spec = load_spec(settings.models_dir, "flight_delay")
+    frame = build_snapshot(settings, spec, *WINDOW).read()
+    return frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def _entries(
+    flights: pd.DataFrame, features: list[str], version: str, *, hot: bool, seq: int
+) -> list[dict[str, Any]]:
+    entries = []
+    start = datetime.now(UTC) - timedelta(minutes=20)
+    for i, first in enumerate(range(0, len(flights), 20)):
+        chunk = flights.iloc[first : first + 20]
+        inputs = {
+            name: [None if pd.isna(v) else v for v in chunk[name].tolist()] for name in features
+        }
+        if hot:
+            for name, value in HOT.items():
+                inputs[name] = [value] * len(chunk)
+        entries.append(
+            {
+                "request_id": f"t{seq + i}",
+                "time": (start + timedelta(seconds=i)).isoformat(),
+                "protocol": "v2-rest",
+                "model": "flight_delay",
+                "version": version,
+                "route": "production",
+                "rows": len(chunk),
+                "inputs": inputs,
+                "outputs": {"probability": np.linspace(0.1, 0.4, len(chunk)).tolist()},
+                "row_ids": [str(k) for k in chunk["flight_key"].tolist()],
+                "seq": seq + i,
+                "writer": "sidecar-test",
+                "logged_at": datetime.now(UTC).isoformat(),
+            }
+        )
+    return entries
+
+
+@pytest.fixture(scope="module")
+def analysed(home: Settings) -> Monitor:
+    flights = _flights(home)
+    version = Registry(home).resolve("flight_delay", "production")
+    features = list(load_spec(home.models_dir, "flight_delay").features)
+    calm, hot = flights.iloc[: 2 * ROWS], flights.iloc[2 * ROWS : 5 * ROWS]
+    sink = SegmentSink(home.payload_dir)
+    sink.write(_entries(calm, features, version, hot=False, seq=0))
+    sink.write(_entries(hot, features, version, hot=True, seq=10_000))
+    outcomes = OutcomeLog(home)
+    observed = datetime(2013, 1, 11, tzinfo=UTC)
+    outcomes.emit(
+        [
+            OutcomeEvent(f"o{k}", int(k), observed, int(d), bool(d > 15), "test")
+            for k, d in zip(calm["flight_key"], calm["arr_delay"], strict=True)
+        ]
+    )
+    assert outcomes.flush()
+    outcomes.close()
+    monitor = Monitor(home)
+    monitor.start()
+    monitor.drain()
+    deadline = time.monotonic() + 240
+    while not monitor.reports_idle() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    monitor.stop()
+    return monitor
+
+
+def test_real_windows_drift_only_when_the_weather_changes(analysed: Monitor) -> None:
+    results = analysed.results()
+    assert [r["rows"] for r in results] == [ROWS] * 5
+    drifted = [r["drift"]["dataset_drift"] for r in results]
+    assert drifted[:2] == [False, False]
+    assert drifted[2:] == [True, True, True]
+    hot = {f["name"]: f for f in results[-1]["drift"]["features"]}
+    assert all(hot[name]["drifted"] for name in HOT)
+    for calm in results[:2]:
+        assert calm["drift"]["share_drifted"] < 0.5
+
+
+def test_labels_give_quality_against_the_spec_gates(analysed: Monitor) -> None:
+    first = analysed.results()[0]
+    quality = first["quality"]
+    assert quality["label_coverage"] == pytest.approx(1.0)
+    assert 0.0 <= quality["metrics"]["roc_auc"] <= 1.0
+    assert analysed.results()[-1]["quality"] is None  # no label for the hot flights
+
+
+def test_persistent_drift_requests_retraining(home: Settings, analysed: Monitor) -> None:
+    (request,) = [e.data for e in read_requests(home)]
+    assert request["windows"] == ["000003", "000004"]
+    assert {f["name"] for f in request["features"]} >= set(HOT)
+
+
+def test_evidently_reports_and_workspace(home: Settings, analysed: Monitor) -> None:
+    for result in analysed.results():
+        folder = analysed.report_folder(result["model"], result["version"], result["window_id"])
+        assert (folder / "report.html").stat().st_size > 10_000
+        assert (folder / "snapshot.json").stat().st_size > 1_000
+        assert result["report_html"] == "report.html"
+    from evidently.ui.workspace import Workspace  # noqa: PLC0415
+
+    workspace = Workspace.create(str(home.monitoring_dir / "workspace"))
+    (project,) = [p for p in workspace.list_projects() if p.name == "flight_delay"]
+    assert len(workspace.list_runs(project.id)) >= 5
+
+
+@pytest.fixture(scope="module")
+def sidecar(home: Settings, analysed: Monitor) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DO_NOT_TRACK": "1",
+        "VIGIE_HOME": str(home.home),
+        "VIGIE_MODELS_DIR": str(home.models_dir),
+        "VIGIE_MODE": "local",
+        "VIGIE_MONITOR_PORT": str(port),
+        "VIGIE_MONITOR_WINDOW_ROWS": str(ROWS),
+        "VIGIE_MONITOR_REPORTS": "false",
+        "VIGIE_LOG_FORMAT": "json",
+    }
+    log = home.home / "sidecar.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "monitoring/sidecar.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"sidecar not ready: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def test_http_pages_api_and_metrics(sidecar: str, analysed: Monitor) -> None:
+    index = httpx.get(sidecar + "/")
+    assert index.status_code == 200 and "flight_delay" in index.text
+    window = analysed.results()[-1]
+    page = f"{sidecar}/models/flight_delay/versions/{window['version']}/windows/000005"
+    assert "000005" in httpx.get(page).text
+    report = httpx.get(page + "/report.html")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert httpx.get(page + "/snapshot.json").status_code == 200
+    assert httpx.get(page + "/../../../../../etc/passwd").status_code == 404
+    assert httpx.get(f"{sidecar}/models/flight_delay/versions/1/windows/999999").status_code == 404
+    windows = httpx.get(f"{sidecar}/api/windows", params={"model": "flight_delay"}).json()
+    assert len(windows) == 5
+    health = httpx.get(f"{sidecar}/api/health").json()
+    assert health["status"] == "ok"
+    assert len(httpx.get(f"{sidecar}/api/retraining-requests").json()) == 1
+    metrics = httpx.get(f"{sidecar}/metrics").text
+    assert "vigie_drift_share_drifted_features" in metrics
+    assert "vigie_sidecar_last_poll_timestamp_seconds" in metrics
+    assert httpx.get(f"{sidecar}/health/live").status_code == 200
