@@ -130,7 +130,7 @@ def _run_with_progress(
 ) -> ReplayStats:
     stop = threading.Event()
     with (
-        _stop_on_interrupt(stop),
+        _stop_on_interrupt(stop, "stopping: finishing the requests in flight"),
         Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -168,14 +168,14 @@ def _run_with_progress(
 
 
 @contextmanager
-def _stop_on_interrupt(stop: threading.Event) -> Iterator[None]:
+def _stop_on_interrupt(stop: threading.Event, message: str) -> Iterator[None]:
     """First Ctrl-C sets ``stop`` (a clean end); a second one raises KeyboardInterrupt."""
 
     def handler(signum: int, frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        err_console.print("stopping: finishing requests in flight (Ctrl-C again to abort)")
+        err_console.print(f"{message} (Ctrl-C again to abort)")
 
     try:
         previous = signal.signal(signal.SIGINT, handler)
@@ -226,7 +226,7 @@ def ingest(
     """Load the payload log into fact_prediction and the outcome log into fact_outcome."""
     settings = build_settings()
     stop = threading.Event()
-    with _stop_on_interrupt(stop):
+    with _stop_on_interrupt(stop, "stopping after the current batch"):
         if follow:
             err_console.print("ingesting; Ctrl-C to stop")
         report = run_ingest(

@@ -33,15 +33,19 @@ from typing import Any
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.governance.audit import AuditLog, Outcome
+from vigie.monitoring.embedded import connect_waiting
 from vigie.monitoring.ingest_rows import outcome_rows, prediction_rows
 from vigie.monitoring.outcomes import OUTCOME_STREAM, OutcomeEvent
 from vigie.monitoring.payload_entry import PayloadEntry
 from vigie.monitoring.payload_log import DEFAULT_STREAM, read_entries
-from vigie.warehouse.connection import Warehouse, connect
+from vigie.warehouse.connection import Warehouse
 from vigie.warehouse.migrations import migrate
 
 #: Consumer name of ``vigie ingest`` (a checkpoint per name and log).
 DEFAULT_CONSUMER = "warehouse"
+#: Most batches per log in one pass of :meth:`Consumer.follow` before the warehouse is
+#: closed again for a moment.
+FOLLOW_PASS_BATCHES = 10
 
 _IN_CHUNK = 500
 _log = logging.getLogger(__name__)
@@ -132,19 +136,29 @@ class Consumer:
         )
         self._registered: set[int] = set()
 
-    def run_once(self) -> int:
-        """Read both logs to their current end; returns the entries processed.
+    def run_once(
+        self, *, max_batches: int | None = None, stop: threading.Event | None = None
+    ) -> int:
+        """Read both logs to their current end (or ``max_batches`` batches of each, or
+        until ``stop`` is set between two batches); returns the entries processed.
 
         Raises:
             VigieError: WAREHOUSE_UNAVAILABLE, MIGRATION_MISMATCH, UNAVAILABLE (Redis).
         """
-        warehouse = connect(self._settings.resolved_warehouse_url)
+        warehouse = connect_waiting(self._settings.resolved_warehouse_url)
         try:
             migrate(warehouse)
             total = 0
             for source in self._sources:
-                while (count := self._batch_of(warehouse, source)) > 0:
+                batches = 0
+                while max_batches is None or batches < max_batches:
+                    if stop is not None and stop.is_set():
+                        return total
+                    count = self._batch_of(warehouse, source)
+                    if not count:
+                        break
                     total += count
+                    batches += 1
             return total
         finally:
             warehouse.close()
@@ -152,12 +166,13 @@ class Consumer:
     def follow(self, stop: threading.Event, *, poll_s: float = 1.0) -> None:
         """Keep reading until ``stop`` is set, polling every ``poll_s`` once caught up.
 
-        The warehouse is opened for each pass only (an embedded DuckDB file stays free
-        for others in between); a pass that cannot reach it or Redis is retried.
+        The warehouse is opened for each pass only, of at most ``FOLLOW_PASS_BATCHES``
+        batches per log (an embedded DuckDB file is free for others in between); a pass
+        that cannot reach it or Redis is retried.
         """
         while not stop.is_set():
             try:
-                processed = self.run_once()
+                processed = self.run_once(max_batches=FOLLOW_PASS_BATCHES, stop=stop)
             except VigieError as err:
                 if err.code not in {ErrorCode.WAREHOUSE_UNAVAILABLE, ErrorCode.UNAVAILABLE}:
                     raise

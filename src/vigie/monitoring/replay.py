@@ -30,12 +30,11 @@ import collections
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +43,15 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.governance.audit import AuditLog, Outcome
 from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, new_event_id
-from vigie.monitoring.replay_plan import ReplayPlan, ReplayRequest, ReplayStats
+from vigie.monitoring.replay_plan import (
+    Clock,
+    OutcomeWriter,
+    ReplayPlan,
+    ReplayRequest,
+    ReplayStats,
+    Send,
+    SystemClock,
+)
 from vigie.monitoring.replay_source import FlightWindow, feature_defs, load_window
 
 __all__ = [
@@ -71,47 +78,6 @@ PROGRESS_INTERVAL_S = 0.1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _log = logging.getLogger(__name__)
-
-
-#: Sends one request and returns once answered; raises VigieError when it failed
-#: (code UNAVAILABLE for what is worth retrying).
-Send = Callable[[ReplayRequest], object]
-
-
-class OutcomeWriter(Protocol):
-    """Where outcome events go (:class:`vigie.monitoring.outcomes.OutcomeLog`)."""
-
-    @property
-    def pending(self) -> int:
-        """Events emitted and not written yet."""
-
-    def emit(self, events: list[OutcomeEvent]) -> None:
-        """Queue events."""
-
-    def flush(self) -> bool:
-        """Write the queued events; True when none is left pending."""
-
-
-class Clock(Protocol):
-    """Real time, as the replay reads and spends it."""
-
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary origin, never going back."""
-
-    def sleep(self, seconds: float) -> None:
-        """Let ``seconds`` pass."""
-
-
-class SystemClock:
-    """The real clock (``time.monotonic``, ``time.sleep``)."""
-
-    def monotonic(self) -> float:
-        """``time.monotonic()``."""
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        """``time.sleep(seconds)``."""
-        time.sleep(seconds)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,21 @@
 """What a replay is asked to do (:class:`ReplayPlan`), what it sends (:class:`ReplayRequest`)
-and what it did (:class:`ReplayStats`); the schedule itself is :mod:`vigie.monitoring.replay`.
+through what (:data:`Send`, :class:`OutcomeWriter`, :class:`Clock`) and what it did
+(:class:`ReplayStats`); the schedule itself is :mod:`vigie.monitoring.replay`.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from vigie.errors import ErrorCode, VigieError
+from vigie.monitoring.outcomes import OutcomeEvent
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,47 @@ class ReplayRequest:
     def rows(self) -> int:
         """Number of rows (flights) in the request."""
         return len(self.row_ids)
+
+
+#: Sends one request and returns once answered; raises VigieError when it failed
+#: (code UNAVAILABLE for what is worth retrying).
+Send = Callable[[ReplayRequest], object]
+
+
+class OutcomeWriter(Protocol):
+    """Where outcome events go (:class:`vigie.monitoring.outcomes.OutcomeLog`)."""
+
+    @property
+    def pending(self) -> int:
+        """Events emitted and not written yet."""
+
+    def emit(self, events: list[OutcomeEvent]) -> None:
+        """Queue events."""
+
+    def flush(self) -> bool:
+        """Write the queued events; True when none is left pending."""
+
+
+class Clock(Protocol):
+    """Real time, as the replay reads and spends it."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin, never going back."""
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+
+
+class SystemClock:
+    """The real clock (``time.monotonic``, ``time.sleep``)."""
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep(seconds)``."""
+        time.sleep(seconds)
 
 
 @dataclass(frozen=True)

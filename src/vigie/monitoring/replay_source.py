@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.monitoring.embedded import connect_waiting
 from vigie.registry import Registry
 from vigie.training.features import CATALOGUE, Feature, FeatureKind
-from vigie.warehouse.connection import connect
 
 #: ``arrival_us`` of a flight without an actual arrival (cancelled, diverted).
 NO_ARRIVAL = np.iinfo(np.int64).min
@@ -34,8 +34,8 @@ FROM fact_flight f
 JOIN dim_date d ON d.date_key = f.date_key
 JOIN dim_airport o ON o.airport_key = f.origin_airport_key
 JOIN dim_airport a ON a.airport_key = f.dest_airport_key
-LEFT JOIN dim_plane p ON p.plane_key = f.plane_key AND f.plane_key <> 0
-LEFT JOIN dim_weather_hour w ON w.weather_key = f.weather_key AND f.weather_key <> 0
+LEFT JOIN dim_plane p ON p.plane_key = f.plane_key AND p.plane_key <> 0
+LEFT JOIN dim_weather_hour w ON w.weather_key = f.weather_key AND w.weather_key <> 0
 WHERE f.flight_date BETWEEN ? AND ?
 ORDER BY f.sched_dep_utc, f.flight_key
 """
@@ -116,7 +116,7 @@ def load_window(
         raise VigieError(
             ErrorCode.INVALID_INPUT, f"--to {end} is before --from {start}", field="to"
         )
-    warehouse = connect(settings.resolved_warehouse_url, read_only=True)
+    warehouse = connect_waiting(settings.resolved_warehouse_url, read_only=True)
     try:
         if warehouse.dialect == "duckdb":
             warehouse.execute("SET enable_progress_bar = false")

@@ -116,8 +116,8 @@ class Window:
         if not self._pending_rows:
             return
         pending, self._pending, self._pending_rows = self._pending, self._empty_pending(), 0
-        features = {name: pending[name] for name in self.reference.kinds}
-        self.stats.add(features)
+        chunk = pd.DataFrame({name: pending[name] for name in self.reference.kinds})
+        self.stats.add({name: chunk[name].to_numpy() for name in self.reference.kinds})
         predictions = np.array(
             [np.nan if p is None else p for p in pending[PREDICTION]], dtype=np.float64
         )
@@ -126,7 +126,6 @@ class Window:
         self._keys.append(
             np.array([-1 if k is None else k for k in pending["_key"]], dtype=np.int64)
         )
-        chunk = pd.DataFrame(features)
         chunk[PREDICTION] = predictions
         chunk["_key"] = self._keys[-1]
         chunk["_priority"] = self._rng.random(len(chunk))

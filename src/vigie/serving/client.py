@@ -81,9 +81,18 @@ class RestClient:
         key: An API key with the ``predict`` role.
         timeout_s: Per request.
         connections: Kept-alive connections (at least the number of threads using it).
+        transport: An httpx transport instead of the network (tests).
     """
 
-    def __init__(self, url: str, key: str, *, timeout_s: float = 10.0, connections: int = 8):
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        timeout_s: float = 10.0,
+        connections: int = 8,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.target = url.rstrip("/")
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._http = httpx.Client(
@@ -91,6 +100,7 @@ class RestClient:
             headers={"authorization": f"Bearer {key}"},
             timeout=timeout_s,
             limits=limits,
+            transport=transport,
         )
 
     def model_inputs(self, model: str) -> tuple[str, ...]:
@@ -127,7 +137,10 @@ class RestClient:
             ) from err
         if response.status_code != httpx.codes.OK:
             raise _http_error(path, response)
-        document = response.json()
+        try:
+            document = response.json()
+        except ValueError as err:
+            raise VigieError(ErrorCode.INTERNAL, f"{path} did not answer JSON: {err}") from err
         if not isinstance(document, dict):
             raise VigieError(ErrorCode.INTERNAL, f"{path} did not answer a JSON object")
         return document

@@ -32,8 +32,8 @@ FROM fact_flight f
 JOIN dim_date d ON d.date_key = f.date_key
 JOIN dim_airport o ON o.airport_key = f.origin_airport_key
 JOIN dim_airport a ON a.airport_key = f.dest_airport_key
-LEFT JOIN dim_plane p ON p.plane_key = f.plane_key AND f.plane_key <> 0
-LEFT JOIN dim_weather_hour w ON w.weather_key = f.weather_key AND f.weather_key <> 0
+LEFT JOIN dim_plane p ON p.plane_key = f.plane_key AND p.plane_key <> 0
+LEFT JOIN dim_weather_hour w ON w.weather_key = f.weather_key AND w.weather_key <> 0
 WHERE f.flight_status = 'arrived' AND f.arr_delay_min IS NOT NULL
   AND f.flight_date BETWEEN ? AND ?
 ORDER BY f.flight_key

@@ -10,11 +10,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from datetime import UTC, datetime, timedelta
+from contextlib import closing
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -22,8 +24,18 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, read_outcomes
 from vigie.monitoring.replay import MAX_SLEEP_S, Replay, ReplayPlan, ReplayRequest
-from vigie.monitoring.replay_source import NO_ARRIVAL, FlightWindow, window_from_arrow
-from vigie.training.features import CATALOGUE
+from vigie.monitoring.replay_source import (
+    NO_ARRIVAL,
+    FlightWindow,
+    feature_defs,
+    load_window,
+    window_from_arrow,
+)
+from vigie.pipelines.run import run_pipeline
+from vigie.training.features import CATALOGUE, FeatureKind
+from vigie.training.snapshot import build_snapshot
+from vigie.training.spec import load_spec
+from vigie.warehouse.connection import connect
 
 T0 = datetime(2013, 1, 1, 11, 0, tzinfo=UTC)
 MODELS = {"flight_delay": ("carrier", "distance"), "arrival_delay": ("distance",)}
@@ -356,3 +368,52 @@ def test_window_columns_from_the_warehouse_rows() -> None:
     assert flights.features["carrier"].tolist() == ["UA", None, "AA"]
     distance = flights.features["distance"]
     assert distance.dtype == np.float32 and np.isnan(distance[1]) and distance[0] == 719.0
+
+
+@pytest.fixture(scope="module")
+def loaded(
+    tmp_path_factory: pytest.TempPathFactory,
+    small_source: Path,
+    make_settings: Callable[..., Settings],
+) -> Settings:
+    """A DuckDB warehouse holding the small real source set."""
+    settings = make_settings(tmp_path_factory.mktemp("replay-window"), small_source)
+    assert run_pipeline(settings).record.status == "success"
+    return settings
+
+
+def test_a_window_has_every_flight_in_departure_order_with_training_features(
+    loaded: Settings,
+) -> None:
+    spec = load_spec(Path("models"), "flight_delay")
+    features = feature_defs({"flight_delay": spec.features})
+    start, end = date(2013, 1, 1), date(2013, 1, 2)
+    flights = load_window(loaded, start, end, features)
+    with closing(connect(loaded.resolved_warehouse_url, read_only=True)) as warehouse:
+        statuses = dict(
+            warehouse.query(
+                "SELECT flight_status, count(*) FROM fact_flight "
+                "WHERE flight_date BETWEEN ? AND ? GROUP BY 1",
+                (start, end),
+            )
+        )
+    assert len(flights) == sum(statuses.values()) and statuses.get("cancelled", 0) > 0
+    assert (np.diff(flights.departure_us) >= 0).all()
+    assert int(flights.labelled.sum()) <= statuses["arrived"]
+    # the arrived flights carry exactly what the training snapshot of the window holds
+    snapshot = build_snapshot(loaded, spec, start, end).read().set_index("flight_key")
+    rows = np.flatnonzero(np.isin(flights.flight_key, snapshot.index.to_numpy()))
+    assert len(rows) == len(snapshot)
+    for feature in features:
+        replayed = flights.features[feature.name][rows]
+        trained = snapshot.loc[flights.flight_key[rows], feature.name].to_numpy()
+        if feature.kind is FeatureKind.NUMERIC:
+            np.testing.assert_allclose(replayed, trained.astype(np.float32), equal_nan=True)
+        else:
+            assert [None if pd.isna(v) else v for v in trained] == replayed.tolist()
+
+
+def test_a_reversed_window_is_refused(loaded: Settings) -> None:
+    with pytest.raises(VigieError) as caught:
+        load_window(loaded, date(2013, 1, 2), date(2013, 1, 1), [CATALOGUE["carrier"]])
+    assert caught.value.code is ErrorCode.INVALID_INPUT
