@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -326,3 +327,47 @@ def cli() -> Callable[..., Result]:
 def environment() -> Callable[..., dict[str, str]]:
     """Factory: an environment for a ``vigie`` subprocess (see :func:`vigie_environment`)."""
     return vigie_environment
+
+
+#: The headless-browser accessibility check (node script and its lock file).
+BROWSER_DIR = Path(__file__).parent / "e2e" / "browser"
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+
+
+def require_tool(what: str, present: bool) -> None:
+    """Skip without ``what`` on a developer machine; fail in CI, which provides it."""
+    if present:
+        return
+    reason = f"{what} is needed for this test"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must provide it: .ci/run installs it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary, with the browser check's node modules installed (``npm ci``)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    require_tool("node", node is not None)
+    require_tool(f"Chromium at {CHROMIUM}", CHROMIUM.is_file())
+    modules = BROWSER_DIR / "node_modules"
+    if not all(
+        (modules / name / "package.json").is_file() for name in ("axe-core", "playwright-core")
+    ):
+        require_tool("npm", npm is not None)
+        env = os.environ | {"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
+        subprocess.run(
+            [str(npm), "ci", "--no-audit", "--no-fund"],
+            cwd=BROWSER_DIR,
+            env=env,
+            check=True,
+            timeout=600,
+        )
+    assert node is not None
+    return node
+
+
+@pytest.fixture(scope="session")
+def a11y_script() -> Path:
+    """``a11y.mjs``: screenshots and axe-core (WCAG 2.0/2.1 A and AA) on the URLs given."""
+    return BROWSER_DIR / "a11y.mjs"

@@ -10,9 +10,7 @@ requested), served by a stdlib HTTP server on a free local port, and checked by
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -29,8 +27,6 @@ from vigie.monitoring.pages import render_index, render_not_found, render_window
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-BROWSER_DIR = Path(__file__).parent / "browser"
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 NUMERIC = [
     "sched_dep_hour", "distance", "temp", "dewp", "humid", "wind_dir", "wind_speed",
     "wind_gust", "precip", "pressure", "visib", "plane_year", "seats", "engines",
@@ -41,36 +37,6 @@ SEASONAL = {
     "month", "temp", "dewp", "humid", "precip", "visib", "wind_speed", "wind_gust",
     "pressure", "wind_dir", "sched_dep_hour",
 }  # fmt: skip
-
-
-def require(what: str, present: bool) -> None:
-    """Skip without ``what`` on a developer machine; fail in CI, which provides it."""
-    if present:
-        return
-    reason = f"{what} is needed for the browser accessibility check"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must provide it)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """The node binary, with the browser test's node modules installed."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    require("node", node is not None)
-    require(f"Chromium at {CHROMIUM}", CHROMIUM.is_file())
-    modules = BROWSER_DIR / "node_modules"
-    if not all(
-        (modules / name / "package.json").is_file() for name in ("axe-core", "playwright-core")
-    ):
-        require("npm", npm is not None)
-        env = os.environ | {"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
-        subprocess.run(
-            [str(npm), "ci", "--no-audit", "--no-fund"],
-            cwd=BROWSER_DIR, env=env, check=True, timeout=600,
-        )  # fmt: skip
-    assert node is not None
-    return node
 
 
 def _feature(rng: random.Random, name: str, pressure: float, rows: int) -> dict[str, Any]:
@@ -232,7 +198,9 @@ def site(tmp_path: Path) -> Iterator[Site]:
         thread.join(timeout=10)
 
 
-def test_report_pages_meet_wcag_aa_in_chromium(node: str, site: Site, tmp_path: Path) -> None:
+def test_report_pages_meet_wcag_aa_in_chromium(
+    node: str, a11y_script: Path, site: Site, tmp_path: Path
+) -> None:
     pages = [
         f"{site.url}/",
         f"{site.url}/models/flight_delay/versions/3/windows/000009",
@@ -241,7 +209,7 @@ def test_report_pages_meet_wcag_aa_in_chromium(node: str, site: Site, tmp_path: 
     ]
     shots = tmp_path / "screenshots"
     run = subprocess.run(
-        [node, str(BROWSER_DIR / "a11y.mjs"), str(shots), *pages],
+        [node, str(a11y_script), str(shots), *pages],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert run.returncode in {0, 1}, f"the check did not run:\n{run.stderr}\n{run.stdout}"

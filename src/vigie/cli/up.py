@@ -72,10 +72,19 @@ def up(
 
     signal.signal(signal.SIGTERM, stop_all)
     try:
-        children.append(_start([*vigie, "serve", "--working-dir", str(working_dir)], env))
+        logs = settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
         children.append(
-            _start([*vigie, "monitor", "serve", "--working-dir", str(working_dir)], env)
+            _start([*vigie, "serve", "--working-dir", str(working_dir)], env, logs / "serve.log")
         )
+        children.append(
+            _start(
+                [*vigie, "monitor", "serve", "--working-dir", str(working_dir)],
+                env,
+                logs / "monitor.log",
+            )
+        )
+        out.print(f"service and sidecar starting; their logs: {logs}/serve.log, monitor.log")
         rest = f"http://{settings.host}:{settings.rest_port}"
         sidecar = f"http://{settings.host}:{settings.monitor_port}"
         _wait_ready(f"{rest}/v2/health/ready", children[0], "the prediction service")
@@ -124,8 +133,10 @@ def _day(text: str, option: str) -> date:
         ) from err
 
 
-def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, env=env)
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a child writing to ``log`` (appended: a restart keeps the earlier lines)."""
+    with log.open("ab") as handle:
+        return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def _wait_ready(url: str, child: subprocess.Popen[bytes], what: str) -> None:
@@ -159,6 +170,23 @@ def _settle(sidecar: str, stopping: threading.Event) -> None:
         stopping.wait(1.0)
 
 
+def _rising(first: dict[str, Any], last: dict[str, Any], count: int = 4) -> str:
+    """The features whose distance-type drift score grew most from the first window."""
+    before = {f["name"]: f for f in first["drift"]["features"]}
+    grown = []
+    for feature in last["drift"]["features"]:
+        old = before.get(feature["name"])
+        distance = feature["stattest"] in {"wasserstein", "jensenshannon"}
+        if old and distance and feature["score"] is not None and old["score"] is not None:
+            grown.append((feature["score"] - old["score"], feature["name"], old, feature))
+    grown.sort(reverse=True)
+    return ", ".join(
+        f"{name} {old['score']:.2f} -> {new['score']:.2f}"
+        for delta, name, old, new in grown[:count]
+        if delta > 0
+    )
+
+
 def _summary(settings: Settings, sidecar: str) -> None:
     try:
         windows = httpx.get(f"{sidecar}/api/windows", timeout=10.0).json()
@@ -184,6 +212,9 @@ def _summary(settings: Settings, sidecar: str) -> None:
         if values:
             line += f"; {metric} {values[0]:.3f} -> {values[-1]:.3f}"
         out.print(line, highlight=False)
+        rising = _rising(first, last)
+        if rising:
+            out.print(f"  rising drift: {rising}", highlight=False)
     for request in requests:
         out.print(
             f"[bold]retraining requested[/] for {request['model']} v{request['version']} "

@@ -166,6 +166,8 @@ class Monitor:
             coverage = (result.get("quality") or {}).get("label_coverage", 0.0)
             if coverage >= MIN_COVERAGE_FOR_METRICS:
                 labelled[key] = result
+        for model, version in latest:
+            self._state(model, version)  # loads the reference: gate gauges, no cold start
         for result in latest.values():
             try:
                 self.metrics.record_window(result, count=False)

@@ -1,8 +1,8 @@
 """Fixtures of the monitoring integration tests: the Prometheus tools and a real server.
 
 ``trained_home`` and ``server`` (a real BentoML prediction service over a small trained
-registry) are the serving tests' fixtures, re-exported so that tests here can scrape the
-real service.
+registry) come from ``tests/integration/conftest.py``, shared with the serving tests (one
+trained home per test session).
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from ..serving.conftest import server, trained_home
 from ..serving.running import free_port
 from . import prometheus_server
 from .prometheus_server import Prometheus, ScrapeTarget
 from .promql import RULES
 
-__all__ = ["prometheus", "promtool", "server", "trained_home"]
+__all__ = ["prometheus", "promtool"]
 
 StartPrometheus = Callable[..., Prometheus]
 

@@ -9,6 +9,7 @@ started on a free port and read back over HTTP.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +34,8 @@ from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 
 from ..serving.running import ROOT, WINDOW, free_port
+from .conftest import StartPrometheus
+from .prometheus_server import ScrapeTarget
 
 ROWS = 400  # window size
 # A July afternoon: the weather, the month and the calendar all move (12 of 22 features).
@@ -182,6 +186,7 @@ def test_evidently_reports_and_workspace(home: Settings, analysed: Monitor) -> N
 
 @pytest.fixture(scope="module")
 def sidecar(home: Settings, analysed: Monitor) -> Iterator[str]:
+    """The sidecar process (``monitoring/sidecar.py``) over the analysed home."""
     port = free_port()
     env = {
         **os.environ,
@@ -242,3 +247,42 @@ def test_http_pages_api_and_metrics(sidecar: str, analysed: Monitor) -> None:
     assert "vigie_drift_share_drifted_features" in metrics
     assert "vigie_sidecar_last_poll_timestamp_seconds" in metrics
     assert httpx.get(f"{sidecar}/health/live").status_code == 200
+
+
+def test_prometheus_scrapes_the_sidecar(sidecar: str, prometheus: StartPrometheus) -> None:
+    prom = prometheus([ScrapeTarget("vigie-drift-sidecar", sidecar.removeprefix("http://"))])
+
+    def scraped() -> bool:
+        return bool(prom.query('vigie_drift_detected{model="flight_delay"}'))
+
+    prom.wait_for("the sidecar's drift gauges", scraped)
+    (detected,) = prom.query('vigie_drift_detected{model="flight_delay"}')
+    assert detected["value"][1] == "1"  # the last window is the hot one
+    (consecutive,) = prom.query("vigie_drift_consecutive_windows")
+    assert consecutive["value"][1] == "3"
+    (share,) = prom.query('vigie_drift_share_drifted_features{model="flight_delay"}')
+    assert float(share["value"][1]) >= 0.5
+    assert prom.query('up{job="vigie-drift-sidecar"} == 1')
+
+
+def test_live_pages_meet_wcag_aa_in_chromium(
+    sidecar: str, node: str, a11y_script: Path, tmp_path: Path
+) -> None:
+    pages = [
+        f"{sidecar}/",
+        f"{sidecar}/models/flight_delay/versions/1/windows/000004",
+        f"{sidecar}/models/flight_delay/versions/1/windows/000001",
+    ]
+    run = subprocess.run(
+        [node, str(a11y_script), str(tmp_path / "shots"), *pages],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, f"{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
+    report = json.loads(run.stdout)
+    assert [p["url"] for p in report["pages"]] == pages
+    for page in report["pages"]:
+        assert not [v for v in page["violations"] if v["impact"] in {"serious", "critical"}]
+        assert Path(page["screenshot"]).stat().st_size > 1000

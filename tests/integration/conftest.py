@@ -1,4 +1,4 @@
-"""A real BentoML server over a small trained registry, for the serving integration tests.
+"""Shared integration fixtures: a real BentoML server over a small trained registry.
 
 ``trained_home`` runs the pipeline on ten days of January 2013, trains both models for two
 epochs from a copy of ``models/`` whose gates are loosened (a two-epoch model is not meant
@@ -28,7 +28,15 @@ from vigie.pipelines.run import run_pipeline
 from vigie.registry import Registry
 from vigie.retraining.lifecycle import assess, promote, train_and_register
 
-from .running import MAX_REQUEST_ROWS, MODELS, ROOT, START_TIMEOUT_S, WINDOW, Server, free_port
+from .serving.running import (
+    MAX_REQUEST_ROWS,
+    MODELS,
+    ROOT,
+    START_TIMEOUT_S,
+    WINDOW,
+    Server,
+    free_port,
+)
 
 
 def _loose_specs(models: Path) -> None:
