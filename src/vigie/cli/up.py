@@ -1,10 +1,12 @@
 """``vigie up``: the live loop on one machine — service, drift sidecar, replayed traffic.
 
 Starts the prediction service (``vigie serve``) and the drift sidecar (``vigie monitor
-serve``) as child processes, waits until both are ready, replays a window of 2013 through
-the service (``vigie replay``; outcomes arrive late, at each flight's arrival), waits for
-the sidecar to catch up, prints what it found, and keeps both running until Ctrl-C or
-SIGTERM (or stops at once with ``--exit``). Children are stopped by their PIDs.
+serve``) as child processes, waits until both are ready, starts the warehouse consumer
+(``vigie ingest --follow``), replays a window of 2013 through the service (``vigie
+replay``; outcomes arrive late, at each flight's arrival), waits for the sidecar to catch
+up, prints what it found, and keeps everything running until Ctrl-C or SIGTERM (or stops
+at once with ``--exit``). Children are stopped by their PIDs; their output goes to
+``<home>/logs/``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def up(
         int, typer.Option("--max-rows", help="Flights per prediction request, at most.")
     ] = 64,
     replay: Annotated[bool, typer.Option(help="Replay traffic (else only serve).")] = True,
+    ingest: Annotated[
+        bool,
+        typer.Option(help="Also load predictions and outcomes into the warehouse (vigie ingest)."),
+    ] = True,
     exit_after: Annotated[
         bool, typer.Option("--exit", help="Stop everything once the replay is analysed.")
     ] = False,
@@ -62,13 +68,15 @@ def up(
     env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
     vigie = [sys.executable, "-m", "vigie.cli"]
     children: list[subprocess.Popen[bytes]] = []
+    consumers: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
 
     def stop_all(*_: Any) -> None:
         stopping.set()
         for child in children:
             if child.poll() is None:
-                child.terminate()
+                # the consumer finishes its transaction on SIGINT; the servers stop on SIGTERM
+                child.send_signal(signal.SIGINT if child in consumers else signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop_all)
     try:
@@ -84,12 +92,15 @@ def up(
                 logs / "monitor.log",
             )
         )
-        out.print(f"service and sidecar starting; their logs: {logs}/serve.log, monitor.log")
+        out.print(f"service and sidecar starting; logs: {logs}/ (serve, monitor, ingest)")
         rest = f"http://{settings.host}:{settings.rest_port}"
         sidecar = f"http://{settings.host}:{settings.monitor_port}"
         _wait_ready(f"{rest}/v2/health/ready", children[0], "the prediction service")
         _wait_ready(f"{sidecar}/health/ready", children[1], "the drift sidecar")
         out.print(f"[bold]service ready[/] {rest}   [bold]sidecar ready[/] {sidecar}/")
+        if ingest:
+            consumers.append(_start([*vigie, "ingest", "--follow"], env, logs / "ingest.log"))
+            children.append(consumers[-1])
         if replay and not stopping.is_set():
             command = [
                 *vigie,
