@@ -15,7 +15,9 @@ from vigie.cli.data import audit_app, pipeline_app, warehouse_app
 from vigie.cli.keys import keys_app
 from vigie.cli.models import registry_app, train
 from vigie.cli.monitor import monitor_app
+from vigie.cli.promote import promote
 from vigie.cli.replay import ingest, replay
+from vigie.cli.retrain import retrain_command
 from vigie.cli.serve import serve
 from vigie.cli.up import up
 from vigie.errors import EXIT_CODES, VigieError
@@ -32,6 +34,8 @@ app.command("serve")(serve)
 app.command("replay")(replay)
 app.command("ingest")(ingest)
 app.command("up")(up)
+app.command("retrain")(retrain_command)
+app.command("promote")(promote)
 
 
 def main() -> None:

@@ -58,8 +58,12 @@ def train_and_register(
     seed: int,
     reason: str,
     progress: Progress | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> Registered:
     """Build a candidate on ``window`` and register it (alias ``candidate``).
+
+    ``lineage`` (JSON values) is added to the version's metadata, e.g. the retraining
+    job's trigger and evaluation under ``retraining``.
 
     Raises:
         VigieError: from training or the registry; the failure is audited.
@@ -97,7 +101,7 @@ def train_and_register(
     version = registry.register(
         model,
         {p.name: p for p in bundle.files.values()},
-        metadata=_metadata(registry, bundle),
+        metadata={**_metadata(registry, bundle), **_plain(lineage or {})},
         reason=reason,
     )
     return Registered(bundle, version)
