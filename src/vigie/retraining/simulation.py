@@ -346,12 +346,27 @@ def start_version(settings: Settings, options: SimulationOptions, say: Say) -> t
 
 
 def run_simulation(
-    settings: Settings, options: SimulationOptions, hooks: LoopHooks, say: Say
+    settings: Settings,
+    options: SimulationOptions,
+    hooks: LoopHooks,
+    say: Say,
+    *,
+    start: tuple[str, str],
+    began: float | None = None,
 ) -> SimulationReport:
-    """Run the closed loop (see the module docstring) and return its report."""
-    began = time.monotonic()
+    """Run the closed loop (see the module docstring) and return its report.
+
+    Args:
+        settings: The settings (home, registry, warehouse).
+        options: What to simulate.
+        hooks: Replay, served predictions, sidecar, live checker.
+        say: Prints a progress line.
+        start: The start version and how it was chosen (:func:`start_version`).
+        began: ``time.monotonic()`` when the run began (wall time), default now.
+    """
+    began = time.monotonic() if began is None else began
     months = options.months()
-    static, note = start_version(settings, options, say)
+    static, note = start
     report = SimulationReport(options.model, options.year, static, note, days=options.days)
     for index, (first, last) in enumerate(months):
         say(f"{first:%Y-%m}: replaying {first}..{last}")
