@@ -19,6 +19,7 @@ from vigie.cli.promote import promote
 from vigie.cli.replay import ingest, replay
 from vigie.cli.retrain import retrain_command
 from vigie.cli.serve import serve
+from vigie.cli.simulate import simulate
 from vigie.cli.up import up
 from vigie.errors import EXIT_CODES, VigieError
 
@@ -36,6 +37,7 @@ app.command("ingest")(ingest)
 app.command("up")(up)
 app.command("retrain")(retrain_command)
 app.command("promote")(promote)
+app.command("simulate")(simulate)
 
 
 def main() -> None:

@@ -216,12 +216,10 @@ def _summary(settings: Settings, sidecar: str) -> None:
             f"drifted share {first['drift']['share_drifted']:.2f} -> "
             f"{last['drift']['share_drifted']:.2f}"
         )
-        scored = [w for w in found if w.get("quality")]
         metric = "roc_auc" if model == "flight_delay" else "mae"
-        values = [w["quality"]["metrics"].get(metric) for w in scored]
-        values = [v for v in values if v is not None]
-        if values:
-            line += f"; {metric} {values[0]:.3f} -> {values[-1]:.3f}"
+        values = [(w.get("quality") or {}).get("metrics", {}).get(metric) for w in found]
+        series = " ".join("-" if v is None else f"{v:.2f}" for v in values)
+        line += f"\n  {metric} by window: {series}"
         out.print(line, highlight=False)
         rising = _rising(first, last)
         if rising:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from vigie.config import Settings
 from vigie.errors import VigieError
@@ -56,6 +57,9 @@ from vigie.monitoring.segments import OnSkip, SegmentSink, read_segments
 from vigie.monitoring.windows import Window, quality
 
 _log = logging.getLogger(__name__)
+
+#: The rows of a window kept for its Evidently report (features, prediction, label).
+REPORT_ROWS_FILE = "rows.parquet"
 
 #: Entries read per poll, at most.
 READ_BATCH = 5000
@@ -183,8 +187,9 @@ class Monitor:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the report publisher (reports are queued before that, not lost)."""
+        """Start the report publisher, with the reports a previous run left waiting."""
         if self._publisher is not None:
+            self._requeue_reports()
             self._publisher.start()
 
     def stop(self) -> None:
@@ -555,9 +560,21 @@ class Monitor:
         _write_json(path, result)
 
     def _submit_report(self, state: _VersionState, window: Window, result: dict[str, Any]) -> None:
+        """Keep the window's report rows beside its result, then queue its report."""
         if self._publisher is None:
             return
         model, version, window_id = result["model"], result["version"], result["window_id"]
+        rows = self.report_folder(model, version, window_id) / REPORT_ROWS_FILE
+        rows.parent.mkdir(parents=True, exist_ok=True)
+        temporary = rows.with_suffix(".tmp")
+        window.report_frame(self.labels).to_parquet(temporary, index=False)
+        os.replace(temporary, rows)
+        self._queue_report(state.reference, model, version, window_id)
+
+    def _queue_report(
+        self, reference: VersionReference, model: str, version: str, window_id: str
+    ) -> None:
+        assert self._publisher is not None
         folder = self.report_folder(model, version, window_id)
 
         def done(ok: bool) -> None:
@@ -570,15 +587,28 @@ class Monitor:
                 current["report_json"] = "snapshot.json"
                 _write_json(path, current)
 
+        try:
+            frame = pd.read_parquet(folder / REPORT_ROWS_FILE)
+        except (OSError, ValueError) as err:
+            _log.warning("no report rows for %s v%s window %s: %s", model, version, window_id, err)
+            return
         self._publisher.submit(
-            ReportJob(
-                state.reference,
-                window.report_frame(self.labels),
-                folder,
-                f"{model} v{version} window {window_id}",
-                done,
-            )
+            ReportJob(reference, frame, folder, f"{model} v{version} window {window_id}", done)
         )
+
+    def _requeue_reports(self) -> None:
+        """After a restart, queue the reports that were still waiting when it stopped."""
+        if self._publisher is None:
+            return
+        for result in self.results():
+            model, version, window_id = result["model"], result["version"], result["window_id"]
+            if result.get("report_html"):
+                continue
+            if not (self.report_folder(model, version, window_id) / REPORT_ROWS_FILE).is_file():
+                continue
+            state = self._state(model, version)
+            if state is not None:
+                self._queue_report(state.reference, model, version, window_id)
 
     def _report_outcome(self, outcome: str) -> None:
         self.metrics.reports.labels(outcome).inc()

@@ -131,7 +131,9 @@ class SimulationOptions:
             )
         if self.days is not None and self.days < 1:
             raise VigieError(ErrorCode.INVALID_INPUT, "--days must be at least 1", field="days")
-        return [month_window(self.year, m, self.days) for m in range(self.from_month, self.to_month + 1)]
+        return [
+            month_window(self.year, m, self.days) for m in range(self.from_month, self.to_month + 1)
+        ]
 
 
 def month_window(year: int, month: int, days: int | None = None) -> tuple[date, date]:

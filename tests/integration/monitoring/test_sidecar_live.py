@@ -184,6 +184,24 @@ def test_evidently_reports_and_workspace(home: Settings, analysed: Monitor) -> N
     assert len(workspace.list_runs(project.id)) >= 5
 
 
+def test_reports_left_waiting_are_published_after_a_restart(
+    home: Settings, analysed: Monitor
+) -> None:
+    window = analysed.results()[-1]
+    path = home.monitoring_dir / "results" / "flight_delay" / window["version"] / "000005.json"
+    folder = analysed.report_folder("flight_delay", window["version"], "000005")
+    (folder / "report.html").unlink()
+    path.write_text(json.dumps({**window, "report_html": None, "report_json": None}))
+    restarted = Monitor(home)
+    restarted.start()
+    deadline = time.monotonic() + 240
+    while not restarted.reports_idle() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    restarted.stop()
+    assert (folder / "report.html").stat().st_size > 10_000
+    assert json.loads(path.read_text())["report_html"] == "report.html"
+
+
 @pytest.fixture(scope="module")
 def sidecar(home: Settings, analysed: Monitor) -> Iterator[str]:
     """The sidecar process (``monitoring/sidecar.py``) over the analysed home."""

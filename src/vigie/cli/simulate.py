@@ -1,0 +1,302 @@
+"""``vigie simulate``: the closed loop over a year, against a model never retrained.
+
+Starts the prediction service (``vigie serve``) as a child on free ports, then for each month
+replays it (``vigie replay``), analyses it with the drift sidecar's core in process
+(:class:`vigie.monitoring.sidecar.Monitor` over the payload and outcome logs), and lets
+:func:`vigie.retraining.simulation.run_simulation` retrain and promote. Writes
+``docs/closed-loop.md`` and ``docs/closed-loop.png``. The service is stopped by its PID; its
+output goes to ``<home>/logs/simulate-serve.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from vigie.cli.common import guarded, out
+from vigie.cli.common import settings as build_settings
+from vigie.config import Settings
+from vigie.errors import ErrorCode, VigieError
+from vigie.monitoring.outcomes import read_outcomes
+from vigie.monitoring.payload_log import read_entries
+from vigie.retraining.live_checks import HttpLiveChecker, LiveChecker
+from vigie.retraining.simulation import (
+    LATE_MINUTES,
+    DriftMonth,
+    ServedMonth,
+    SimulationOptions,
+    run_simulation,
+    start_version,
+    write_report,
+)
+from vigie.serving.client import local_predict_key
+
+#: Seconds to wait for the service to become ready.
+START_TIMEOUT_S = 300.0
+#: The payload log counts as flushed when no entry arrived for this long.
+SETTLE_S = 3.0
+#: Entries or outcomes read per call.
+BATCH = 5000
+
+
+@guarded
+def simulate(
+    year: Annotated[int, typer.Option(help="Year of the data.")] = 2013,
+    model: Annotated[str, typer.Option(help="The classifier to run the loop for.")] = (
+        "flight_delay"
+    ),
+    from_month: Annotated[
+        int, typer.Option("--from-month", help="First month replayed (trains on the ones before).")
+    ] = 3,
+    to_month: Annotated[int, typer.Option("--to-month", help="Last month replayed.")] = 12,
+    speed: Annotated[
+        float, typer.Option(help="Simulated seconds per real second (0: as fast as possible).")
+    ] = 0.0,
+    days: Annotated[
+        int | None, typer.Option(help="Replay only the first DAYS days of each month (a check).")
+    ] = None,
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Flights per request.")] = 256,
+    docs: Annotated[Path, typer.Option(help="Where closed-loop.md/.png are written.")] = Path(
+        "docs"
+    ),
+    working_dir: Annotated[
+        Path, typer.Option(help="The repository root (services/prediction).")
+    ] = Path(),
+) -> None:
+    """Replay a year month by month through the service, retrain and promote: the closed loop."""
+    began = time.monotonic()
+    settings = build_settings()
+    options = SimulationOptions(model, year, from_month, to_month, days)
+    options.months()  # refuse bad months before any work
+
+    def say(text: str) -> None:
+        out.print(f"[{time.monotonic() - began:6.0f} s] {text}", highlight=False)
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per live-check request
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the service child too
+    start = start_version(settings, options, say)
+    say(f"start version {start[0]}: {start[1]}")
+    loop = _ServiceLoop(settings, model, speed, max_rows, working_dir)
+    try:
+        loop.start()
+        say(f"service ready at {loop.url}")
+        report = run_simulation(settings, options, loop, say, start=start, began=began)
+    finally:
+        loop.stop()
+    page, image = write_report(report, docs)
+    out.print(
+        f"mean ROC AUC: static {report.mean('static_auc') or float('nan'):.3f}, "
+        f"closed loop {report.mean('loop_auc') or float('nan'):.3f}; "
+        f"wall time {report.wall_s:.0f} s\n  {page}\n  {image}",
+        highlight=False,
+    )
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _ServiceLoop:
+    """The transport side of the loop: service child, replay, logs, sidecar core."""
+
+    def __init__(
+        self, settings: Settings, model: str, speed: float, max_rows: int, working_dir: Path
+    ) -> None:
+        from vigie.monitoring.sidecar import Monitor  # noqa: PLC0415 (Evidently-heavy import)
+
+        self.settings, self.model = settings, model
+        self.speed, self.max_rows, self.working_dir = speed, max_rows, working_dir
+        port, grpc = _free_port(), _free_port()
+        self.url = f"http://{settings.host}:{port}"
+        self.env = {
+            **os.environ,
+            "DO_NOT_TRACK": "1",
+            "BENTOML_DO_NOT_TRACK": "True",
+            "VIGIE_REST_PORT": str(port),
+            "VIGIE_GRPC_PORT": str(grpc),
+        }
+        self.child: subprocess.Popen[bytes] | None = None
+        self.monitor = Monitor(settings, reports=False)
+        self._payload_after: str | None = None
+        self._outcomes_after: str | None = None
+        self._labels: dict[int, float] = {}
+        self._seen = {_key(r) for r in self.monitor.results()}
+        self._requests = len(self.monitor.retraining_requests)
+
+    def start(self) -> None:
+        """Start ``vigie serve`` and wait until it is ready."""
+        logs = self.settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "vigie.cli",
+            "serve",
+            "--working-dir",
+            str(self.working_dir),
+        ]
+        with (logs / "simulate-serve.log").open("ab") as log:
+            self.child = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.child.poll() is not None:
+                raise VigieError(
+                    ErrorCode.UNAVAILABLE,
+                    f"the prediction service exited with status {self.child.returncode}",
+                )
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=2.0).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise VigieError(ErrorCode.UNAVAILABLE, f"the service was not ready in {START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        """Stop the service child (SIGTERM, then kill) and the sidecar core."""
+        self.monitor.stop()
+        if self.child is None or self.child.poll() is not None:
+            return
+        self.child.send_signal(signal.SIGTERM)
+        try:
+            self.child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+
+    def replay(self, first: date, last: date) -> None:
+        """Replay ``first``..``last`` (what the log held before, e.g. checks, is skipped)."""
+        self._payload_after = _settle(self._entries, self._payload_after)[1]
+        command = [
+            sys.executable,
+            "-m",
+            "vigie.cli",
+            "replay",
+            "--from",
+            first.isoformat(),
+            "--to",
+            last.isoformat(),
+            "--speed",
+            str(self.speed),
+            "--max-rows",
+            str(self.max_rows),
+            "--model",
+            self.model,
+            "--url",
+            self.url,
+        ]
+        with (self.settings.home / "logs" / "simulate-replay.log").open("ab") as log:
+            code = subprocess.call(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        if code != 0:
+            raise VigieError(ErrorCode.UNAVAILABLE, f"the replay of {first}..{last} ended {code}")
+
+    def _entries(self, after: str | None) -> list[Any]:
+        return read_entries(self.settings, after=after, limit=BATCH)
+
+    def served(self) -> ServedMonth:
+        """The predictions served since the replay began, joined with the labels."""
+        entries, self._payload_after = _settle(self._entries, self._payload_after)
+        self._read_labels()
+        scores: list[float] = []
+        labels: list[float] = []
+        versions: dict[str, int] = {}
+        rows = 0
+        for entry in entries:
+            data = entry.data
+            predictions = (data.get("outputs") or {}).get("probability")
+            keys = data.get("row_ids")
+            if data.get("model") != self.model or not isinstance(predictions, list):
+                continue
+            version = str(data.get("version"))
+            versions[version] = versions.get(version, 0) + len(predictions)
+            rows += len(predictions)
+            if not isinstance(keys, list) or len(keys) != len(predictions):
+                continue
+            for key, score in zip(keys, predictions, strict=True):
+                delay = self._labels.get(int(key))
+                if delay is not None and score is not None:
+                    scores.append(float(score))
+                    labels.append(1.0 if delay > LATE_MINUTES else 0.0)
+        return ServedMonth(scores, labels, rows, versions)
+
+    def _read_labels(self) -> None:
+        skipped: list[str] = []
+        while True:
+            skipped.clear()
+            events = read_outcomes(
+                self.settings,
+                after=self._outcomes_after,
+                limit=BATCH,
+                on_skip=lambda offset, _why: skipped.append(offset),
+            )
+            for event in events:
+                self._labels[int(event.flight_key)] = float(event.arr_delay_min)
+            offsets = [e.offset for e in events] + skipped
+            if not offsets:
+                return
+            self._outcomes_after = max(offsets, key=_offset_key)
+
+    def analyse(self) -> DriftMonth:
+        """Drain the logs into the sidecar core and close its open windows."""
+        self.monitor.drain()
+        self.monitor.close_open_windows()
+        fresh = [
+            r
+            for r in self.monitor.results()
+            if r.get("model") == self.model and _key(r) not in self._seen
+        ]
+        self._seen.update(_key(r) for r in fresh)
+        shares = [float(r["drift"]["share_drifted"]) for r in fresh]
+        requests = len(self.monitor.retraining_requests) - self._requests
+        self._requests = len(self.monitor.retraining_requests)
+        return DriftMonth(
+            windows=len(fresh),
+            drifted=sum(1 for r in fresh if r["drift"]["dataset_drift"]),
+            share=sum(shares) / len(shares) if shares else None,
+            requests=requests,
+        )
+
+    def checker(self) -> LiveChecker | None:
+        """Live checks of promotions against the service child."""
+        return HttpLiveChecker(self.url, local_predict_key(self.settings))
+
+
+def _key(result: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(result.get("model")), str(result.get("version")), str(result.get("window_id")))
+
+
+def _offset_key(offset: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in offset.replace("-", ":").split(":"))
+
+
+def _settle(read: Any, after: str | None = None) -> tuple[list[Any], str | None]:
+    """Everything after ``after`` once the log stops growing (the service flushes late)."""
+    found: list[Any] = []
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < SETTLE_S:
+        batch = read(after)
+        if batch:
+            found.extend(batch)
+            after = batch[-1].offset
+            quiet_since = time.monotonic()
+        else:
+            time.sleep(0.5)
+    return found, after
