@@ -211,6 +211,23 @@ class SimulationReport:
         """JSON-ready."""
         return json.loads(json.dumps(asdict(self), default=str))  # type: ignore[no-any-return]
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SimulationReport:
+        """The report :meth:`to_json` wrote (to render the page again)."""
+        months = [
+            MonthResult(
+                **{
+                    **m,
+                    "first": date.fromisoformat(m["first"]),
+                    "last": date.fromisoformat(m["last"]),
+                    "drift": DriftMonth(**m["drift"]),
+                }
+            )
+            for m in data["months"]
+        ]
+        fields = {k: v for k, v in data.items() if k != "months"}
+        return cls(**fields, months=months)
+
     def markdown(self, plot_name: str = "closed-loop.png") -> str:
         """The report page: setting, per-month table, means, goal, wall time."""
         static, loop = self.mean("static_auc"), self.mean("loop_auc")
@@ -231,7 +248,11 @@ class SimulationReport:
             "month's labelled flights",
             "- closed loop: the predictions the service served during the month, joined with "
             "their labels",
-            f"- wall time: {self.wall_s / 60:.1f} min ({self.wall_s:.0f} s)",
+            f"- wall time: {self.wall_s / 60:.1f} min ({self.wall_s:.0f} s), from the start of "
+            "the command (service start-up, replays, sidecar, retraining, promotions)",
+            "- retraining windows (`docs/retraining.md`): a run as of the last day of month M "
+            "evaluates on month M and trains on the two months before it, so the version that "
+            "serves month M+1 learnt from months M-2 and M-1",
             "",
             "| month | ROC AUC static | ROC AUC closed loop | served (labelled) | "
             "drift share (drifted windows) | served by | retraining | promotion |",

@@ -100,8 +100,9 @@ def test_markdown_has_a_row_per_month_the_means_and_the_refusal() -> None:
     page = _report().markdown("plot.png")
     rows = [line for line in page.splitlines() if line.startswith("| 2013-")]
     assert len(rows) == 3
-    assert "| 2013-04 | 0.640 | 0.700 | 100 (97) | 0.61 (3/4), 1 request(s) | v1 (60), v2 (40) |" in (
-        rows[1]
+    assert (
+        "| 2013-04 | 0.640 | 0.700 | 100 (97) | 0.61 (3/4), 1 request(s) | v1 (60), v2 (40) |"
+        in (rows[1])
     )
     assert "refused v2 (gates_failed: roc_auc \\| 0.69 < 0.70)" in rows[1]  # pipe escaped
     assert "static 0.640, closed loop 0.680" in page
@@ -117,3 +118,9 @@ def test_write_report_writes_page_plot_and_json(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "docs" / "closed-loop.json").read_text())
     assert [m["month"] for m in data["months"]] == ["2013-03", "2013-04", "2013-05"]
     assert data["months"][2]["loop_auc"] is None
+
+
+def test_the_json_report_renders_the_same_page_again(tmp_path: Path) -> None:
+    report = _report()
+    again = SimulationReport.from_json(json.loads(json.dumps(report.to_json())))
+    assert again.markdown() == report.markdown()
