@@ -142,6 +142,7 @@ class Monitor:
         self._versions: dict[tuple[str, str], _VersionState] = {}
         self._failed: dict[tuple[str, str], float] = {}
         self._awaiting: dict[int, list[Window]] = {}
+        self._predicted: set[int] = set()
         self._dirty: set[int] = set()
         self._by_id: dict[int, tuple[_VersionState, Window]] = {}
         self._payload_after: str | None = None
@@ -290,6 +291,7 @@ class Monitor:
             self._bad("empty_window" if predictions == [] else "corrupt_entry")
             return
         keys = _row_keys(data.get("row_ids"), len(predictions))
+        self._predicted.update(k for k in keys if k is not None)
         missing = [n for n in state.reference.kinds if not isinstance(inputs.get(n), list)]
         if missing:
             self._bad("missing_feature", len(missing))
@@ -502,6 +504,8 @@ class Monitor:
             self._bad("duplicate_outcome")
             return
         self.labels[key] = float(event.arr_delay_min)
+        if key not in self._predicted:
+            self._bad("unknown_flight")  # kept: its prediction may still come
         for window in self._awaiting.pop(key, []):
             self._dirty.add(id(window))
 

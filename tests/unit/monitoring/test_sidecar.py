@@ -206,6 +206,7 @@ def test_bad_input_is_counted_and_skipped_and_analysis_goes_on(settings: Setting
     traffic.send(200)
     traffic.land(keys[:5], 20.0)
     traffic.land(keys[:1], 20.0)  # duplicate outcome
+    traffic.land([10**9], 5.0)  # an outcome for a flight nobody asked about
     monitor = _monitor(settings, traffic)
     monitor.drain()
     bad = monitor.health()["bad_input"]
@@ -213,6 +214,7 @@ def test_bad_input_is_counted_and_skipped_and_analysis_goes_on(settings: Setting
     assert bad["missing_feature"] == 1
     assert bad["reference_mismatch"] == 1
     assert bad["duplicate_outcome"] == 1
+    assert bad["unknown_flight"] == 1
     results = monitor.results()
     assert len(results) == 1 and results[0]["rows"] == 500
     assert results[0]["missing_features"] == {"temp": 50}

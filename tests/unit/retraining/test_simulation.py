@@ -120,7 +120,7 @@ def test_write_report_writes_page_plot_and_json(tmp_path: Path) -> None:
     assert data["months"][2]["loop_auc"] is None
 
 
-def test_the_json_report_renders_the_same_page_again(tmp_path: Path) -> None:
+def test_the_json_report_renders_the_same_page_again() -> None:
     report = _report()
     again = SimulationReport.from_json(json.loads(json.dumps(report.to_json())))
     assert again.markdown() == report.markdown()
