@@ -48,6 +48,10 @@ START_TIMEOUT_S = 300.0
 SETTLE_S = 3.0
 #: Entries or outcomes read per call.
 BATCH = 5000
+#: Failed sidecar steps tolerated in a row.
+MAX_SIDECAR_ERRORS = 50
+
+_log = logging.getLogger(__name__)
 
 
 @guarded
@@ -256,8 +260,9 @@ class _ServiceLoop:
 
     def analyse(self) -> DriftMonth:
         """Drain the logs into the sidecar core and close its open windows."""
-        self.monitor.drain()
-        self.monitor.close_open_windows()
+        errors = self._tolerant(self.monitor.drain) + self._tolerant(
+            self.monitor.close_open_windows
+        )
         fresh = [
             r
             for r in self.monitor.results()
@@ -272,7 +277,25 @@ class _ServiceLoop:
             drifted=sum(1 for r in fresh if r["drift"]["dataset_drift"]),
             share=sum(shares) / len(shares) if shares else None,
             requests=requests,
+            errors=errors,
         )
+
+    def _tolerant(self, step: Any) -> int:
+        """Run a sidecar step again after a failure of its gauges; returns the failures.
+
+        A window whose feature has no drift score (a feature missing in the whole window)
+        makes the sidecar's Prometheus gauges raise TypeError after the window's result and
+        any retraining request were written: the analysis itself is complete, so the loop
+        goes on and the report counts the failure.
+        """
+        for failures in range(MAX_SIDECAR_ERRORS):
+            try:
+                step()
+            except TypeError as err:
+                _log.warning("sidecar step failed (%s); going on", err)
+                continue
+            return failures
+        raise VigieError(ErrorCode.INTERNAL, f"the sidecar failed {MAX_SIDECAR_ERRORS} times")
 
     def checker(self) -> LiveChecker | None:
         """Live checks of promotions against the service child."""

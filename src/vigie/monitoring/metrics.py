@@ -154,9 +154,10 @@ class SidecarMetrics:
         self.share_drifted.labels(*labels).set(drift["share_drifted"])
         self.drift_detected.labels(*labels).set(1.0 if drift["dataset_drift"] else 0.0)
         for feature in drift["features"]:
-            self.feature_score.labels(*labels, feature["name"], feature["stattest"]).set(
-                feature["score"]
-            )
+            if feature["score"] is not None:  # None: no value at all in the window
+                self.feature_score.labels(*labels, feature["name"], feature["stattest"]).set(
+                    feature["score"]
+                )
             self.feature_drifted.labels(*labels, feature["name"]).set(
                 1.0 if feature["drifted"] else 0.0
             )
@@ -167,7 +168,8 @@ class SidecarMetrics:
         for quantile, value in prediction["quantiles"].items():
             if value is not None:
                 self.prediction_quantile.labels(*labels, quantile).set(value)
-        self.prediction_drift_score.labels(*labels).set(prediction["drift"]["score"])
+        if prediction["drift"]["score"] is not None:
+            self.prediction_drift_score.labels(*labels).set(prediction["drift"]["score"])
         self.prediction_drift.labels(*labels).set(1.0 if prediction["drift"]["drifted"] else 0.0)
         self.window_rows.labels(*labels).set(result["rows"])
         if count:

@@ -72,12 +72,14 @@ class DriftMonth:
         drifted: Windows with dataset drift.
         share: Mean share of drifted features over those windows (None: no window).
         requests: Retraining requests the sidecar emitted.
+        errors: Sidecar steps that failed after writing their window's result.
     """
 
     windows: int
     drifted: int
     share: float | None
     requests: int
+    errors: int = 0
 
 
 class LoopHooks(Protocol):
@@ -322,6 +324,8 @@ def _row(m: MonthResult) -> str:
     )
     if m.drift.requests:
         drift += f", {m.drift.requests} request(s)"
+    if m.drift.errors:
+        drift += f", {m.drift.errors} sidecar error(s)"
     served_by = ", ".join(f"v{v} ({n})" for v, n in sorted(m.versions.items())) or "-"
     return (
         f"| {m.month} | {_fmt(m.static_auc)} | {_fmt(m.loop_auc)} | "

@@ -254,3 +254,16 @@ def test_close_open_windows_analyses_the_partial_window(settings: Settings) -> N
         (settings.monitoring_dir / "results" / "flight_delay" / "1" / "000001.json").read_text()
     )
     assert stored["drift"]["features"][0]["name"] in KINDS
+
+
+def test_a_feature_missing_from_every_row_is_reported_not_fatal(settings: Settings) -> None:
+    traffic = Traffic(settings)
+    for _ in range(10):
+        traffic.send(50, drop="temp")  # temp absent from the whole window
+    monitor = _monitor(settings, traffic)
+    monitor.drain()
+    (result,) = monitor.results()
+    temp = next(f for f in result["drift"]["features"] if f["name"] == "temp")
+    assert temp["score"] is None and temp["drifted"]
+    assert result["missing_features"] == {"temp": 500}
+    assert "vigie_drift_feature_score" in monitor.metrics.render().decode()
