@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from vigie.cli.children import run_foreground
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.errors import ErrorCode, VigieError
@@ -44,14 +43,7 @@ def serve(
         highlight=False,
     )
     env = {**os.environ, "DO_NOT_TRACK": "1"}
-    child = subprocess.Popen([sys.executable, str(SIDECAR)], cwd=working_dir, env=env)
-    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
-    try:
-        code = child.wait()
-    except KeyboardInterrupt:
-        child.terminate()
-        code = child.wait(timeout=60)
-    raise typer.Exit(code)
+    raise typer.Exit(run_foreground([sys.executable, str(SIDECAR)], working_dir, env))
 
 
 @monitor_app.command("analyse")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from vigie.cli.children import run_foreground
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
@@ -54,15 +53,7 @@ def serve(
         str(settings.rest_port),
     ]
     env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
-    child = subprocess.Popen(command, cwd=working_dir, env=env)
-    # A supervisor's SIGTERM stops the service too, instead of orphaning it.
-    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
-    try:
-        code = child.wait()
-    except KeyboardInterrupt:
-        child.terminate()
-        code = child.wait(timeout=30)
-    raise typer.Exit(code)
+    raise typer.Exit(run_foreground(command, working_dir, env, stop_timeout=30))
 
 
 def _print_usage(settings: Settings, keys: Path) -> None:

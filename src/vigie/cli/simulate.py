@@ -21,9 +21,9 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
+from vigie.cli.children import start_logged, wait_ready
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
@@ -42,8 +42,6 @@ from vigie.retraining.simulation import (
 )
 from vigie.serving.client import local_predict_key
 
-#: Seconds to wait for the service to become ready.
-START_TIMEOUT_S = 300.0
 #: The payload log counts as flushed when no entry arrived for this long.
 SETTLE_S = 3.0
 #: Entries or outcomes read per call.
@@ -156,24 +154,8 @@ class _ServiceLoop:
             "--working-dir",
             str(self.working_dir),
         ]
-        with (logs / "simulate-serve.log").open("ab") as log:
-            self.child = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.child.poll() is not None:
-                raise VigieError(
-                    ErrorCode.UNAVAILABLE,
-                    f"the prediction service exited with status {self.child.returncode}",
-                )
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=2.0).is_success:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise VigieError(ErrorCode.UNAVAILABLE, f"the service was not ready in {START_TIMEOUT_S} s")
+        self.child = start_logged(command, self.env, logs / "simulate-serve.log")
+        wait_ready(f"{self.url}/v2/health/ready", self.child, "the prediction service")
 
     def stop(self) -> None:
         """Stop the service child (SIGTERM, then kill) and the sidecar core."""

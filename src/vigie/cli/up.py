@@ -24,13 +24,11 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from vigie.cli.children import start_logged, wait_ready
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-
-#: Seconds to wait for the service and the sidecar to become ready.
-START_TIMEOUT_S = 300.0
 
 #: The sidecar counts as caught up when its counters stay put this long.
 SETTLE_S = 4.0
@@ -83,10 +81,12 @@ def up(
         logs = settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         children.append(
-            _start([*vigie, "serve", "--working-dir", str(working_dir)], env, logs / "serve.log")
+            start_logged(
+                [*vigie, "serve", "--working-dir", str(working_dir)], env, logs / "serve.log"
+            )
         )
         children.append(
-            _start(
+            start_logged(
                 [*vigie, "monitor", "serve", "--working-dir", str(working_dir)],
                 env,
                 logs / "monitor.log",
@@ -95,11 +95,11 @@ def up(
         out.print(f"service and sidecar starting; logs: {logs}/ (serve, monitor, ingest)")
         rest = f"http://{settings.host}:{settings.rest_port}"
         sidecar = f"http://{settings.host}:{settings.monitor_port}"
-        _wait_ready(f"{rest}/v2/health/ready", children[0], "the prediction service")
-        _wait_ready(f"{sidecar}/health/ready", children[1], "the drift sidecar")
+        wait_ready(f"{rest}/v2/health/ready", children[0], "the prediction service")
+        wait_ready(f"{sidecar}/health/ready", children[1], "the drift sidecar")
         out.print(f"[bold]service ready[/] {rest}   [bold]sidecar ready[/] {sidecar}/")
         if ingest:
-            consumers.append(_start([*vigie, "ingest", "--follow"], env, logs / "ingest.log"))
+            consumers.append(start_logged([*vigie, "ingest", "--follow"], env, logs / "ingest.log"))
             children.append(consumers[-1])
         if replay and not stopping.is_set():
             command = [
@@ -142,26 +142,6 @@ def _day(text: str, option: str) -> date:
         raise VigieError(
             ErrorCode.INVALID_INPUT, f"{option} {text!r} is not a date (YYYY-MM-DD)"
         ) from err
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a child writing to ``log`` (appended: a restart keeps the earlier lines)."""
-    with log.open("ab") as handle:
-        return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
-
-
-def _wait_ready(url: str, child: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise VigieError(ErrorCode.UNAVAILABLE, f"{what} exited with status {child.returncode}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == httpx.codes.OK:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise VigieError(ErrorCode.UNAVAILABLE, f"{what} was not ready within {START_TIMEOUT_S:.0f} s")
 
 
 def _settle(sidecar: str, stopping: threading.Event) -> None:
