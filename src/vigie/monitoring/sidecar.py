@@ -543,9 +543,7 @@ class Monitor:
 
     def _newest_labelled(self, state: _VersionState) -> Window | None:
         for window in reversed(state.closed):
-            keys = window.keys
-            known = sum(1 for k in keys.tolist() if k in self.labels)
-            if keys.size and known / keys.size >= MIN_COVERAGE_FOR_METRICS:
+            if window.rows and window.labelled_rows / window.rows >= MIN_COVERAGE_FOR_METRICS:
                 return window
         return None
 
@@ -619,6 +617,7 @@ class Monitor:
 
     def _request_retraining(self, state: _VersionState, result: Mapping[str, Any]) -> None:
         reference = state.reference
+        features = _top_features(result)
         request = {
             "request_id": uuid.uuid4().hex,
             "model": reference.model,
@@ -631,7 +630,7 @@ class Monitor:
             },
             "windows": [e["window_id"] for e in state.streak],
             "evidence": list(state.streak),
-            "features": _top_features(result),
+            "features": features,
             "seq": self._request_seq,
             "writer": self._writer,
             "logged_at": _now_iso(),
@@ -649,7 +648,7 @@ class Monitor:
             details={
                 "request_id": request["request_id"],
                 "windows": request["windows"],
-                "features": [f["name"] for f in _top_features(result)],
+                "features": [f["name"] for f in features],
             },
         )
         _log.warning(
