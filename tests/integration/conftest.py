@@ -5,7 +5,7 @@ epochs from a copy of ``models/`` whose gates are loosened (a two-epoch model is
 to pass the quality gates), promotes version 1 of each to staging and production, and
 trains a version 2 of ``flight_delay`` left as candidate for the hot-reload test.
 ``server`` runs ``bentoml serve`` on free loopback ports over it, as a subprocess killed by
-its PID at teardown.
+its PID at teardown; ``running_server`` does the same over another home.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -103,16 +104,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-@pytest.fixture(scope="module")
-def server(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextmanager
+def running_server(settings: Settings, log: Path) -> Iterator[Server]:
+    """``bentoml serve`` over ``settings``' home on free loopback ports, stopped at exit."""
     rest_port, grpc_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("serving-log") / "server.log"
     env = {
         **os.environ,
         "DO_NOT_TRACK": "1",
         "BENTOML_DO_NOT_TRACK": "True",
-        "VIGIE_HOME": str(trained_home.home),
-        "VIGIE_MODELS_DIR": str(trained_home.models_dir),
+        "VIGIE_HOME": str(settings.home),
+        "VIGIE_MODELS_DIR": str(settings.models_dir),
         "VIGIE_MODE": "local",
         "VIGIE_DEVICE": "cpu",
         "VIGIE_REST_PORT": str(rest_port),
@@ -141,10 +142,17 @@ def server(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
             url,
             f"127.0.0.1:{rest_port}",
             grpc_port,
-            _predict_key(trained_home),
-            trained_home,
+            _predict_key(settings),
+            settings,
             process,
             log,
         )
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("serving-log") / "server.log"
+    with running_server(trained_home, log) as running:
+        yield running

@@ -1,16 +1,19 @@
-"""``vigie up``: the live loop on one machine — service, drift sidecar, replayed traffic.
+"""``vigie up``: the live loop on one machine — serve, replay, monitor, retrain, promote.
 
 Starts the prediction service (``vigie serve``) and the drift sidecar (``vigie monitor
 serve``) as child processes, waits until both are ready, starts the warehouse consumer
 (``vigie ingest --follow``), replays a window of 2013 through the service (``vigie
-replay``; outcomes arrive late, at each flight's arrival), waits for the sidecar to catch
-up, prints what it found, and keeps everything running until Ctrl-C or SIGTERM (or stops
-at once with ``--exit``). Children are stopped by their PIDs; their output goes to
-``<home>/logs/``.
+replay``; outcomes arrive late, at each flight's arrival). Meanwhile each retraining request
+of the sidecar starts the retraining job and the promotion of its candidate against the
+running service, which hot-reloads it (:mod:`vigie.cli.up_loop`). Once the replay is over
+and the sidecar caught up, it prints what happened and keeps everything running until Ctrl-C
+or SIGTERM (or stops at once with ``--exit``). Children are stopped by their PIDs; their
+output goes to ``<home>/logs/``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -27,6 +30,7 @@ import typer
 from vigie.cli.children import start_logged, wait_ready
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
+from vigie.cli.up_loop import RetrainingLoop
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 
@@ -49,6 +53,10 @@ def up(
         int, typer.Option("--max-rows", help="Flights per prediction request, at most.")
     ] = 64,
     replay: Annotated[bool, typer.Option(help="Replay traffic (else only serve).")] = True,
+    retrain: Annotated[
+        bool,
+        typer.Option(help="Retrain and promote on the sidecar's drift requests (vigie retrain)."),
+    ] = True,
     ingest: Annotated[
         bool,
         typer.Option(help="Also load predictions and outcomes into the warehouse (vigie ingest)."),
@@ -60,75 +68,126 @@ def up(
         Path, typer.Option(help="The repository root (services/, monitoring/).")
     ] = Path(),
 ) -> None:
-    """Serve, monitor and replay 2013 traffic: the live loop, until interrupted."""
+    """Serve, monitor, replay 2013, retrain and promote on drift: the live loop."""
     settings = build_settings()
     first, last = _day(replay_from, "--replay-from"), _day(replay_to, "--replay-to")
-    env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
-    vigie = [sys.executable, "-m", "vigie.cli"]
-    children: list[subprocess.Popen[bytes]] = []
-    consumers: list[subprocess.Popen[bytes]] = []
-    stopping = threading.Event()
-
-    def stop_all(*_: Any) -> None:
-        stopping.set()
-        for child in children:
-            if child.poll() is None:
-                # the consumer finishes its transaction on SIGINT; the servers stop on SIGTERM
-                child.send_signal(signal.SIGINT if child in consumers else signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop_all)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll
+    live = _Live(settings, working_dir)
+    signal.signal(signal.SIGTERM, live.stop_all)
     try:
-        logs = settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        children.append(
-            start_logged(
-                [*vigie, "serve", "--working-dir", str(working_dir)], env, logs / "serve.log"
-            )
-        )
-        children.append(
-            start_logged(
-                [*vigie, "monitor", "serve", "--working-dir", str(working_dir)],
-                env,
-                logs / "monitor.log",
-            )
-        )
-        out.print(f"service and sidecar starting; logs: {logs}/ (serve, monitor, ingest)")
-        rest = f"http://{settings.host}:{settings.rest_port}"
-        sidecar = f"http://{settings.host}:{settings.monitor_port}"
-        wait_ready(f"{rest}/v2/health/ready", children[0], "the prediction service")
-        wait_ready(f"{sidecar}/health/ready", children[1], "the drift sidecar")
-        out.print(f"[bold]service ready[/] {rest}   [bold]sidecar ready[/] {sidecar}/")
-        if ingest:
-            consumers.append(start_logged([*vigie, "ingest", "--follow"], env, logs / "ingest.log"))
-            children.append(consumers[-1])
-        if replay and not stopping.is_set():
-            command = [
-                *vigie,
-                "replay",
-                "--from",
-                first.isoformat(),
-                "--to",
-                last.isoformat(),
-                "--speed",
-                str(speed),
-                "--max-rows",
-                str(max_rows),
-            ]
-            code = subprocess.call(command, env=env)
-            if code != 0:
-                out.print(f"[yellow]the replay ended with status {code}[/]")
-            _settle(sidecar, stopping)
-            _summary(settings, sidecar)
+        live.start(ingest=ingest, retrain=retrain)
+        if replay and not live.stopping.is_set():
+            live.replay(first, last, speed, max_rows)
+            live.finish_loop()
+            _summary(settings, live.sidecar)
+            if retrain:
+                _loop_summary(settings, live.loop)
         if exit_after:
             return
-        out.print(f"Browse {sidecar}/ — Ctrl-C stops the service and the sidecar.")
-        while not stopping.is_set() and all(c.poll() is None for c in children):
-            stopping.wait(1.0)
+        out.print(f"Browse {live.sidecar}/ — Ctrl-C stops the service and the sidecar.")
+        live.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        stop_all()
-        for child in children:
+        live.stop_all()
+        live.join()
+
+
+class _Live:
+    """The children of ``vigie up`` and the retraining loop's thread."""
+
+    def __init__(self, settings: Settings, working_dir: Path) -> None:
+        self.settings, self.working_dir = settings, working_dir
+        self.env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
+        self.vigie = [sys.executable, "-m", "vigie.cli"]
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.consumers: list[subprocess.Popen[bytes]] = []
+        self.stopping = threading.Event()
+        self.rest = f"http://{settings.host}:{settings.rest_port}"
+        self.sidecar = f"http://{settings.host}:{settings.monitor_port}"
+        self.loop = RetrainingLoop(
+            settings, self.rest, self.env, say=lambda text: out.print(text, highlight=False)
+        )
+        self.loop_stop = threading.Event()
+        self.loop_thread = threading.Thread(
+            target=self.loop.run,
+            args=(self.loop_stop, self.stopping),
+            name="retraining",
+            daemon=True,
+        )
+
+    def start(self, *, ingest: bool, retrain: bool) -> None:
+        """Service and sidecar (waited for), then the consumer and the retraining loop."""
+        logs = self.settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for command, log in (
+            (["serve", "--working-dir", str(self.working_dir)], "serve.log"),
+            (["monitor", "serve", "--working-dir", str(self.working_dir)], "monitor.log"),
+        ):
+            self.children.append(start_logged([*self.vigie, *command], self.env, logs / log))
+        out.print(
+            f"service and sidecar starting; logs: {logs}/ (serve, monitor, ingest, retrain, "
+            "promote)"
+        )
+        wait_ready(f"{self.rest}/v2/health/ready", self.children[0], "the prediction service")
+        wait_ready(f"{self.sidecar}/health/ready", self.children[1], "the drift sidecar")
+        out.print(f"[bold]service ready[/] {self.rest}   [bold]sidecar ready[/] {self.sidecar}/")
+        if ingest:
+            self.consumers.append(
+                start_logged([*self.vigie, "ingest", "--follow"], self.env, logs / "ingest.log")
+            )
+            self.children.append(self.consumers[-1])
+        if retrain:
+            self.loop_thread.start()
+
+    def replay(self, first: date, last: date, speed: float, max_rows: int) -> None:
+        """Replay the window in the foreground, then wait for the sidecar to catch up."""
+        command = [
+            *self.vigie,
+            "replay",
+            "--from",
+            first.isoformat(),
+            "--to",
+            last.isoformat(),
+            "--speed",
+            str(speed),
+            "--max-rows",
+            str(max_rows),
+        ]
+        code = subprocess.call(command, env=self.env)
+        if code != 0:
+            out.print(f"[yellow]the replay ended with status {code}[/]")
+        _settle(self.sidecar, self.stopping)
+
+    def finish_loop(self) -> None:
+        """Let the loop end its run, then serve the requests of the replay's last windows."""
+        if not self.loop_thread.is_alive():
+            return
+        self.loop_stop.set()
+        self.loop_thread.join()
+        if not self.stopping.is_set() and self.loop.step(self.stopping):
+            _settle(self.sidecar, self.stopping)
+
+    def wait(self) -> None:
+        """Until a signal or a child's exit."""
+        while not self.stopping.is_set() and all(c.poll() is None for c in self.children):
+            self.stopping.wait(1.0)
+
+    def stop_all(self, *_: Any) -> None:
+        """Stop the loop's command and every child (by PID)."""
+        self.stopping.set()
+        self.loop_stop.set()
+        self.loop.stop()
+        for child in self.children:
+            if child.poll() is None:
+                # the consumer finishes its transaction on SIGINT; the servers stop on SIGTERM
+                child.send_signal(signal.SIGINT if child in self.consumers else signal.SIGTERM)
+
+    def join(self) -> None:
+        """Wait for the loop's thread and the children (killed after a minute)."""
+        if self.loop_thread.is_alive():
+            self.loop_thread.join(timeout=60)
+        for child in self.children:
             try:
                 child.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -215,3 +274,19 @@ def _summary(settings: Settings, sidecar: str) -> None:
         f"Evidently UI: evidently ui --workspace {settings.monitoring_dir / 'workspace'}",
         highlight=False,
     )
+
+
+def _loop_summary(settings: Settings, loop: RetrainingLoop) -> None:
+    """The retrainings and promotions of the run, and what serves now."""
+    from vigie.registry import Alias, Registry  # noqa: PLC0415 (only at the end of a run)
+
+    if not loop.steps:
+        out.print("no retraining was requested during the replay", highlight=False)
+    for step in loop.steps:
+        out.print(f"[bold]loop[/] {step.line()}", highlight=False)
+    registry = Registry(settings)
+    serving = ", ".join(
+        f"{model} v{registry.aliases(model).get(Alias.PRODUCTION.value, '-')}"
+        for model in registry.models()
+    )
+    out.print(f"production now: {serving}", highlight=False)

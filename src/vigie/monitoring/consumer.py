@@ -33,12 +33,11 @@ from typing import Any
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.governance.audit import AuditLog, Outcome
-from vigie.monitoring.embedded import connect_waiting
 from vigie.monitoring.ingest_rows import outcome_rows, prediction_rows
 from vigie.monitoring.outcomes import OUTCOME_STREAM, OutcomeEvent
 from vigie.monitoring.payload_entry import PayloadEntry
 from vigie.monitoring.payload_log import DEFAULT_STREAM, read_entries
-from vigie.warehouse.connection import Warehouse
+from vigie.warehouse.connection import Warehouse, connect
 from vigie.warehouse.migrations import migrate
 
 #: Consumer name of ``vigie ingest`` (a checkpoint per name and log).
@@ -145,7 +144,7 @@ class Consumer:
         Raises:
             VigieError: WAREHOUSE_UNAVAILABLE, MIGRATION_MISMATCH, UNAVAILABLE (Redis).
         """
-        warehouse = connect_waiting(self._settings.resolved_warehouse_url)
+        warehouse = connect(self._settings.resolved_warehouse_url)
         try:
             migrate(warehouse)
             total = 0

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from vigie.config import Settings
-from vigie.monitoring.embedded import connect_waiting
+from vigie.warehouse.connection import connect
 
 _SELECT = """
 SELECT p.prediction_id, v.model_name AS model, v.version, p.route, p.protocol,
@@ -65,7 +65,7 @@ def labelled_predictions(
             sql += f" AND f.flight_date {'<=' if operator == '<' else operator} ?"
         params.append(bound)
     sql += " ORDER BY f.sched_dep_utc, p.flight_key, p.prediction_id"
-    warehouse = connect_waiting(settings.resolved_warehouse_url, read_only=True)
+    warehouse = connect(settings.resolved_warehouse_url, read_only=True)
     try:
         frame: pd.DataFrame = warehouse.query_arrow(sql, params).to_pandas()
     finally:

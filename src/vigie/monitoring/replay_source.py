@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.embedded import connect_waiting
 from vigie.registry import Registry
 from vigie.training.features import CATALOGUE, Feature, FeatureKind
+from vigie.warehouse.connection import connect
 
 #: ``arrival_us`` of a flight without an actual arrival (cancelled, diverted).
 NO_ARRIVAL = np.iinfo(np.int64).min
@@ -116,7 +116,7 @@ def load_window(
         raise VigieError(
             ErrorCode.INVALID_INPUT, f"--to {end} is before --from {start}", field="to"
         )
-    warehouse = connect_waiting(settings.resolved_warehouse_url, read_only=True)
+    warehouse = connect(settings.resolved_warehouse_url, read_only=True)
     try:
         if warehouse.dialect == "duckdb":
             warehouse.execute("SET enable_progress_bar = false")

@@ -86,7 +86,7 @@ class BeatProduction(_Frozen):
     """The candidate must beat production on ``metric`` by at least ``margin``."""
 
     metric: str
-    margin: float = 0.0
+    margin: float = Field(default=0.0, ge=0)
     higher_is_better: bool = True
 
 
@@ -96,7 +96,9 @@ class Gates(_Frozen):
     min: dict[str, float] = Field(default_factory=dict)
     max: dict[str, float] = Field(default_factory=dict)
     max_parity_error: float = Field(gt=0)
-    must_beat_production: BeatProduction
+    #: None (``null`` in the spec): no comparison with production, e.g. while the
+    #: production version is known to be broken.
+    must_beat_production: BeatProduction | None
     latency: LatencyBudget
     behaviour_must_pass: bool = True
 

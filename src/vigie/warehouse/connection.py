@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,12 @@ from vigie.errors import ErrorCode, VigieError
 
 Dialect = Literal["duckdb", "postgresql"]
 _PLACEHOLDER = re.compile(r"\?")
+#: How long opening a DuckDB file waits while another process holds its lock (seconds).
+#: A DuckDB file is opened by one process at a time when one of them writes: ``vigie ingest
+#: --follow`` holds it for each pass, a retraining run while it reads its snapshot, the
+#: registry while it records a version. Each waits a little for the others.
+LOCK_WAIT_S = 30.0
+_LOCK_RETRY_S = 0.2
 
 
 class Warehouse(Protocol):
@@ -51,8 +58,10 @@ class Warehouse(Protocol):
         """Close the connection."""
 
 
-def connect(url: str, *, read_only: bool = False) -> Warehouse:
+def connect(url: str, *, read_only: bool = False, lock_wait_s: float = LOCK_WAIT_S) -> Warehouse:
     """Open a warehouse from its URL (``duckdb:///path`` or ``postgresql://...``).
+
+    A DuckDB file whose lock another process holds is retried for ``lock_wait_s`` seconds.
 
     Raises:
         VigieError: INVALID_INPUT for an unknown scheme, WAREHOUSE_UNAVAILABLE when the
@@ -60,7 +69,7 @@ def connect(url: str, *, read_only: bool = False) -> Warehouse:
     """
     scheme = urlparse(url).scheme
     if scheme == "duckdb":
-        return DuckDBWarehouse(url, read_only=read_only)
+        return DuckDBWarehouse(url, read_only=read_only, lock_wait_s=lock_wait_s)
     if scheme in {"postgresql", "postgres"}:
         return PostgresWarehouse(url)
     raise VigieError(
@@ -83,21 +92,28 @@ class DuckDBWarehouse:
 
     dialect: Dialect = "duckdb"
 
-    def __init__(self, url: str, *, read_only: bool = False) -> None:
+    def __init__(self, url: str, *, read_only: bool = False, lock_wait_s: float = 0.0) -> None:
         self.url = url
         raw = url.removeprefix("duckdb://")
         path = raw[1:] if raw.startswith("/") and raw != "/:memory:" else raw
         path = ":memory:" if path in {"", ":memory:", "/:memory:"} else "/" + path.lstrip("/")
-        try:
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(path, read_only=read_only)
-        except (duckdb.Error, OSError) as err:
-            raise VigieError(
-                ErrorCode.WAREHOUSE_UNAVAILABLE,
-                f"cannot open the DuckDB warehouse at {path}: {err}",
-                url=url,
-            ) from err
+        deadline = time.monotonic() + lock_wait_s
+        while True:
+            try:
+                if path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._con = duckdb.connect(path, read_only=read_only)
+                break
+            except (duckdb.Error, OSError) as err:
+                held = isinstance(err, duckdb.IOException) and "Could not set lock" in str(err)
+                if held and time.monotonic() < deadline:
+                    time.sleep(_LOCK_RETRY_S)
+                    continue
+                raise VigieError(
+                    ErrorCode.WAREHOUSE_UNAVAILABLE,
+                    f"cannot open the DuckDB warehouse at {path}: {err}",
+                    url=url,
+                ) from err
         self._depth = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:

@@ -58,3 +58,17 @@ def test_an_ignored_feature_must_be_a_feature(models_dir: Path) -> None:
     _edit(models_dir, "flight_delay", ignored_by_net=[{"name": "tailnum", "reason": "x"}])
     with pytest.raises(VigieError, match="ignored_by_net"):
         load_spec(models_dir, "flight_delay")
+
+
+def test_the_comparison_with_production_may_be_switched_off_but_not_reversed(
+    models_dir: Path,
+) -> None:
+    gates = yaml.safe_load((models_dir / "flight_delay" / "spec.yaml").read_text())["gates"]
+    _edit(models_dir, "flight_delay", gates={**gates, "must_beat_production": None})
+    assert load_spec(models_dir, "flight_delay").gates.must_beat_production is None
+
+    worse = {"metric": "roc_auc", "margin": -0.05}
+    _edit(models_dir, "flight_delay", gates={**gates, "must_beat_production": worse})
+    with pytest.raises(VigieError) as caught:
+        load_spec(models_dir, "flight_delay")
+    assert "margin" in caught.value.message

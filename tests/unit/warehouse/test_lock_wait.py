@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.embedded import connect_waiting
+from vigie.warehouse.connection import connect
 
 HOLD = """
 import sys, time, duckdb
@@ -33,7 +33,7 @@ def test_a_held_file_is_opened_once_released(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     holder = hold(path, 1.0)
     try:
-        warehouse = connect_waiting(f"duckdb:///{path}", read_only=True, wait_s=30)
+        warehouse = connect(f"duckdb:///{path}", read_only=True, lock_wait_s=30)
         warehouse.close()
     finally:
         holder.wait(30)
@@ -44,7 +44,7 @@ def test_without_waiting_a_held_file_is_unavailable(tmp_path: Path) -> None:
     holder = hold(path, 30.0)
     try:
         with pytest.raises(VigieError) as caught:
-            connect_waiting(f"duckdb:///{path}", wait_s=0.0)
+            connect(f"duckdb:///{path}", lock_wait_s=0.0)
         assert caught.value.code is ErrorCode.WAREHOUSE_UNAVAILABLE
     finally:
         holder.kill()
