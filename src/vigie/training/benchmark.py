@@ -46,9 +46,7 @@ def measure(
             predict(frame)
             times.append((time.perf_counter() - tick) * 1000)
         per_block = max(1, repeats // blocks)
-        medians = [
-            float(np.median(times[i : i + per_block])) for i in range(0, repeats, per_block)
-        ]
+        medians = [float(np.median(times[i : i + per_block])) for i in range(0, repeats, per_block)]
         result[f"{label}_p50_ms"] = min(medians)
         result[f"{label}_p95_ms"] = float(np.percentile(times, 95))
     return result
