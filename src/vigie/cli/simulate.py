@@ -85,7 +85,6 @@ def simulate(
     def say(text: str) -> None:
         out.print(f"[{time.monotonic() - began:6.0f} s] {text}", highlight=False)
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per live-check request
     signal.signal(signal.SIGTERM, _interrupt)  # stop the service child too
     start = start_version(settings, options, say)
     say(f"start version {start[0]}: {start[1]}")

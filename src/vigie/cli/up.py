@@ -13,7 +13,6 @@ output goes to ``<home>/logs/``.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -71,7 +70,6 @@ def up(
     """Serve, monitor, replay 2013, retrain and promote on drift: the live loop."""
     settings = build_settings()
     first, last = _day(replay_from, "--replay-from"), _day(replay_to, "--replay-to")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll
     live = _Live(settings, working_dir)
     signal.signal(signal.SIGTERM, live.stop_all)
     try:
