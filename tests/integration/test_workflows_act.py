@@ -2,8 +2,9 @@
 
 ``model-promotion.yml`` runs end to end against a copy of the trained integration home
 holding a fresh candidate, and the registry and the audit log are checked afterwards; bad
-inputs must fail the workflow with a clear message. Skipped when act is absent, except
-under CI where everything the tests need is provided.
+inputs must fail the workflow with a clear message. ``retrain.yml`` skips a model whose
+retraining is already running and refuses an unknown reason. Skipped when act is absent,
+except under CI where everything the tests need is provided.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from vigie.config import Settings, load_settings
 from vigie.registry import Registry
 from vigie.retraining.lifecycle import metrics_on_window
+from vigie.retraining.triggers import exclusive_run
 
 from .serving.running import ROOT, WINDOW
 
@@ -26,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "flight_delay"
 WORKFLOW = ".github/workflows/model-promotion.yml"
+RETRAIN_WORKFLOW = ".github/workflows/retrain.yml"
 ACT_TIMEOUT_S = 300
 
 
@@ -44,15 +47,17 @@ def _flags() -> list[str]:
     return (ROOT / ".github" / "act" / "flags").read_text().split()
 
 
-def run_workflow(tmp_path: Path, inputs: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``act workflow_dispatch`` of the promotion workflow with ``inputs``."""
+def run_workflow(
+    tmp_path: Path, inputs: dict[str, str], workflow: str = WORKFLOW
+) -> subprocess.CompletedProcess[str]:
+    """``act workflow_dispatch`` of ``workflow`` (default: the promotion) with ``inputs``."""
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"inputs": inputs}))
     command = [
         str(_act()),
         "workflow_dispatch",
         "-W",
-        WORKFLOW,
+        workflow,
         "-e",
         str(event),
         *_flags(),
@@ -159,3 +164,35 @@ def test_bad_inputs_fail_the_workflow_with_a_clear_message(
     assert message in output, output[-4000:]
     assert "Job failed" in output
     assert not (tmp_path / "no-home").exists()  # nothing ran past the validation
+
+
+def test_retrain_workflow_skips_a_model_whose_retraining_is_running(
+    trained_home: Settings, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(trained_home.home, home)
+    settings = load_settings(home=home, models_dir=home / "models", mode="local")
+    versions = [v.version for v in Registry(settings).versions(MODEL)]
+    with exclusive_run(settings, MODEL):  # another run holds the model's lock
+        done = run_workflow(
+            tmp_path,
+            {"model": MODEL, "reason": "manual", "vigie_home": str(home)},
+            RETRAIN_WORKFLOW,
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert f"{MODEL}: another retraining of it holds the lock; skipped" in output
+    assert "Job succeeded" in output
+    assert [v.version for v in Registry(settings).versions(MODEL)] == versions
+
+
+def test_retrain_workflow_refuses_an_unknown_reason(tmp_path: Path) -> None:
+    done = run_workflow(
+        tmp_path,
+        {"model": MODEL, "reason": "hunch", "vigie_home": str(tmp_path / "no-home")},
+        RETRAIN_WORKFLOW,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-4000:]
+    assert "unknown reason 'hunch' (schedule, drift or manual)" in output
+    assert "Job failed" in output
