@@ -97,6 +97,12 @@ class OnnxModel:
 
 
 def _column(name: str, values: Any, is_string: bool) -> npt.NDArray[Any]:
+    numeric = isinstance(values, pd.Series | np.ndarray) and (
+        pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+    )
+    if numeric and not is_string:  # the common case (a frame's numbers): no per-value loop
+        series = values if isinstance(values, pd.Series) else pd.Series(values.reshape(-1))
+        return series.to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
     raw = np.asarray(values, dtype=object).reshape(-1, 1)
     if is_string:
         return np.vectorize(_as_text, otypes=[object])(raw) if raw.size else raw
