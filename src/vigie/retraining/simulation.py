@@ -37,6 +37,7 @@ from vigie.retraining.job import RetrainOptions, RunStatus, retrain
 from vigie.retraining.lifecycle import assess, metrics_on_window, promote, train_and_register
 from vigie.retraining.live_checks import LiveChecker, LoadLimits
 from vigie.retraining.promotion import PromotionOptions, promote_version
+from vigie.training.spec import Window, load_spec
 
 #: The goal of the issue: mean ROC AUC of the closed loop over the simulated months.
 GOAL_ROC_AUC = 0.72
@@ -202,6 +203,7 @@ class SimulationReport:
     months: list[MonthResult] = field(default_factory=list)
     wall_s: float = 0.0
     days: int | None = None
+    window_note: str = ""
 
     def mean(self, attribute: str) -> float | None:
         """Mean of ``static_auc`` or ``loop_auc`` over the months that have it."""
@@ -252,9 +254,7 @@ class SimulationReport:
             "their labels",
             f"- wall time: {self.wall_s / 60:.1f} min ({self.wall_s:.0f} s), from the start of "
             "the command (service start-up, replays, sidecar, retraining, promotions)",
-            "- retraining windows (`docs/retraining.md`): a run as of the last day of month M "
-            "evaluates on month M and trains on the two months before it, so the version that "
-            "serves month M+1 learnt from months M-2 and M-1",
+            f"- retraining windows (`docs/retraining.md`): {self.window_note or '-'}",
             "",
             "| month | ROC AUC static | ROC AUC closed loop | served (labelled) | "
             "drift share (drifted windows) | served by | retraining | promotion |",
@@ -394,7 +394,14 @@ def run_simulation(
     began = time.monotonic() if began is None else began
     months = options.months()
     static, note = start
-    report = SimulationReport(options.model, options.year, static, note, days=options.days)
+    report = SimulationReport(
+        options.model,
+        options.year,
+        static,
+        note,
+        days=options.days,
+        window_note=window_note(load_spec(settings.models_dir, options.model).window),
+    )
     for index, (first, last) in enumerate(months):
         say(f"{first:%Y-%m}: replaying {first}..{last}")
         hooks.replay(first, last)
@@ -485,3 +492,21 @@ def _promote(settings: Settings, model: str, version: str, checker: LiveChecker 
 
 def _production(settings: Settings, model: str) -> str | None:
     return Registry(settings).aliases(model).get(Alias.PRODUCTION.value)
+
+
+def window_note(window: Window) -> str:
+    """How a monthly run's windows fall, in words, from the spec's window policy."""
+    held = (
+        f"the last {window.evaluation_days} days of month M"
+        if window.evaluation_days
+        else "month M"
+    )
+    if window.policy == "sliding":
+        return (
+            f"a run as of the last day of month M evaluates on {held} and trains on the "
+            f"{window.months} months before that (sliding)"
+        )
+    return (
+        f"a run as of the last day of month M evaluates on {held} and trains on every labelled "
+        "day before that (expanding)"
+    )

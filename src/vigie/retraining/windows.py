@@ -3,8 +3,9 @@
 Both are computed from ``as_of`` (the last day of labelled data the run may use,
 inclusive) and the spec's window policy; pure functions, no warehouse.
 
-- Evaluation window: the last month up to ``as_of`` (``as_of`` = March 31 gives March 1 to
-  March 31), or the last ``evaluation_days`` days. The challenger never trains on it, so it
+- Evaluation window: the last ``evaluation_days`` days up to ``as_of`` (the run's option,
+  else the spec's ``window.evaluation_days``), or the last month when neither says
+  (``as_of`` = March 31 gives March 1 to March 31). The challenger never trains on it, so it
   is an honest forward test, and the champion is scored on the very same rows.
 - Training window, ``sliding``: the ``months`` months just before the evaluation window
   (``months`` = 2, March as evaluation: January 1 to February 28/29).
@@ -73,11 +74,14 @@ def plan_windows(
         window: The spec's window policy.
         as_of: Last day of labelled data to use (inclusive).
         earliest: First day of labelled data in the warehouse (start of ``expanding``).
-        evaluation_days: Length of the evaluation window in days; default one month.
+        evaluation_days: Length of the evaluation window in days; default the spec's
+            ``window.evaluation_days``, else one month.
 
     Raises:
         VigieError: INVALID_INPUT when no training day is left before the evaluation window.
     """
+    if evaluation_days is None:
+        evaluation_days = window.evaluation_days
     if evaluation_days is not None and evaluation_days < 1:
         raise VigieError(
             ErrorCode.INVALID_INPUT, "evaluation days must be at least 1", field="evaluation_days"

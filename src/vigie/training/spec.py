@@ -50,6 +50,8 @@ class Window(_Frozen):
 
     policy: Literal["sliding", "expanding"]
     months: int | None = Field(default=None, ge=1)
+    #: Days a retraining holds out to score challenger and champion (None: one month).
+    evaluation_days: int | None = Field(default=None, ge=1)
     why: str = Field(min_length=10)
 
     @model_validator(mode="after")

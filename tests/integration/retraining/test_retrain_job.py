@@ -2,7 +2,7 @@
 
 ``trained_home`` holds ten labelled days of January 2013, ``flight_delay`` versions 1
 (production) and 2 (candidate). Runs here use a three-day evaluation window (January 8 to
-10) so the sliding window trains on January 1 to 7.
+10) so the expanding window trains on January 1 to 7.
 """
 
 from __future__ import annotations
@@ -127,9 +127,9 @@ def test_retrain_registers_a_candidate_with_lineage_then_nothing_when_unchanged(
     assert version.snapshot_hash == result.snapshot_hash
     lineage = version.extra["retraining"]
     assert lineage["trigger"] == {"reason": "manual"}
-    assert lineage["windows"]["training_from"] == "2012-11-08"
+    assert lineage["windows"]["training_from"] == "2013-01-01"
     assert lineage["windows"]["training_to"] == "2013-01-07"
-    assert lineage["windows"]["policy"] == "sliding" and lineage["windows"]["why"]
+    assert lineage["windows"]["policy"] == "expanding" and lineage["windows"]["why"]
     assert version.extra["evaluation"]["window_from"] == "2013-01-08"
     assert version.extra["evaluation"]["window_to"] == "2013-01-10"
     champion = lineage["evaluation"]["champion"]

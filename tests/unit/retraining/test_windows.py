@@ -62,3 +62,13 @@ def test_no_training_day_left_is_refused() -> None:
     assert caught.value.code is ErrorCode.INVALID_INPUT
     with pytest.raises(VigieError):
         plan_windows(SLIDING, date(2013, 1, 10), earliest=date(2013, 1, 1), evaluation_days=0)
+
+
+def test_the_spec_may_set_a_shorter_evaluation_window() -> None:
+    weekly = Window(policy="expanding", evaluation_days=7, why="all history, scored on a week")
+    planned = plan_windows(weekly, date(2013, 3, 31), earliest=date(2013, 1, 1))
+    assert planned.evaluation == (date(2013, 3, 25), date(2013, 3, 31))
+    assert planned.training == (date(2013, 1, 1), date(2013, 3, 24))
+    # the run's option wins over the spec
+    monthly = plan_windows(weekly, date(2013, 3, 31), earliest=date(2013, 1, 1), evaluation_days=31)
+    assert monthly.evaluation == (date(2013, 3, 1), date(2013, 3, 31))

@@ -25,7 +25,7 @@ def test_the_classifier_spec_reads_its_gates_and_window(models_dir: Path) -> Non
     assert spec.target.threshold_minutes == 15
     assert spec.gates.min["roc_auc"] == 0.70
     assert spec.gates.latency.p50_single_row_ms > 0
-    assert spec.window.policy == "sliding" and spec.window.months == 2
+    assert spec.window.policy == "expanding" and spec.window.evaluation_days == 7
     assert "month" not in spec.net_features(FeatureKind.NUMERIC)
     assert "carrier" in spec.net_features(FeatureKind.CATEGORICAL)
 
