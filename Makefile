@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## run: the platform on embedded defaults: load 2013, train on January-February, promote,
-## then serve, monitor (drift sidecar on 3001) and replay March-August with delayed labels.
+## then serve, monitor (drift sidecar on 3001) and replay March-August with delayed labels;
+## drift requests retrain, promote and hot-reload the models while the replay runs.
 run: setup
 	$(BIN)/vigie pipeline run
 	$(BIN)/vigie train --model flight_delay --from 2013-01-01 --to 2013-02-28 --reason "make run"
@@ -29,7 +30,7 @@ run: setup
 	$(BIN)/vigie registry promote arrival_delay staging --to production --reason "make run"
 	$(BIN)/vigie registry list
 	$(BIN)/vigie audit verify
-	$(BIN)/vigie up --replay-from 2013-03-01 --replay-to 2013-08-31
+	$(BIN)/vigie up --replay-from 2013-03-01 --replay-to 2013-08-31 --speed 43200
 
 ## loadtest: Locust (REST + gRPC users) headless for 20 s against a local service on free ports.
 loadtest: setup

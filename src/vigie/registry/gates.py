@@ -69,6 +69,11 @@ class GateSpec(_Frozen):
         require_behaviour_pass: The behavioural tests must have passed.
         must_beat_production_by: Margin over the production version on one metric.
         latency_budget_ms: Upper bounds on the measured latencies.
+        floors_follow_production: When the production version itself misses a metric
+            bound on the candidate's evaluation window, hold the candidate to production's
+            value there instead (never looser than what serves now): a week of storms can
+            put every model under the floor, and refusing a better candidate then keeps the
+            worse one serving.
     """
 
     metrics: dict[str, Threshold] = Field(default_factory=dict)
@@ -76,6 +81,7 @@ class GateSpec(_Frozen):
     require_behaviour_pass: bool = False
     must_beat_production_by: ProductionMargin | None = None
     latency_budget_ms: Latency | None = None
+    floors_follow_production: bool = False
 
     @classmethod
     def from_model_spec(cls, gates: Mapping[str, Any]) -> GateSpec:
@@ -83,7 +89,8 @@ class GateSpec(_Frozen):
 
         That file writes ``min``/``max`` (metric to bound), ``max_parity_error``,
         ``must_beat_production`` (``metric``, ``margin``, ``higher_is_better``), ``latency``
-        (``p50_single_row_ms``, ``batch_256_ms``) and ``behaviour_must_pass``.
+        (``p50_single_row_ms``, ``batch_256_ms``), ``behaviour_must_pass`` and
+        ``floors_follow_production``.
 
         Raises:
             VigieError: INVALID_INPUT naming an unknown key or a bad value.
@@ -106,7 +113,15 @@ class GateSpec(_Frozen):
 
 #: Keys of the ``gates:`` section of a model spec.
 _MODEL_SPEC_KEYS = frozenset(
-    {"min", "max", "max_parity_error", "must_beat_production", "latency", "behaviour_must_pass"}
+    {
+        "min",
+        "max",
+        "max_parity_error",
+        "must_beat_production",
+        "latency",
+        "behaviour_must_pass",
+        "floors_follow_production",
+    }
 )
 
 
@@ -119,6 +134,7 @@ def _from_model_spec(gates: Mapping[str, Any]) -> dict[str, Any]:
         "metrics": metrics,
         "max_parity_error": gates.get("max_parity_error"),
         "require_behaviour_pass": gates.get("behaviour_must_pass", False),
+        "floors_follow_production": gates.get("floors_follow_production", False),
     }
     beat = gates.get("must_beat_production")
     if beat is not None:
@@ -216,8 +232,15 @@ def evaluate_gates(spec: GateSpec, evidence: GateEvidence) -> GateReport:
     Returns:
         One result per configured gate, in the spec's order.
     """
+    production = evidence.production_metrics if spec.floors_follow_production else None
     results = [
-        _bounded(f"metric:{name}", name, evidence.metrics.get(name), threshold)
+        _bounded(
+            f"metric:{name}",
+            name,
+            evidence.metrics.get(name),
+            threshold,
+            None if production is None else production.get(name),
+        )
         for name, threshold in spec.metrics.items()
     ]
     if spec.max_parity_error is not None:
@@ -274,12 +297,29 @@ def _compare(
     )
 
 
-def _bounded(gate: str, name: str, observed: float | None, threshold: Threshold) -> GateResult:
+def _bounded(
+    gate: str,
+    name: str,
+    observed: float | None,
+    threshold: Threshold,
+    production: float | None = None,
+) -> GateResult:
+    """``observed`` within ``threshold``; when ``production`` (its value on the same window)
+    misses a bound too, that bound becomes production's value."""
     checks = []
+    known = production is not None and not math.isnan(production)
     if threshold.min is not None:
-        checks.append(_compare(gate, name, observed, threshold.min, upper=False))
+        floor, text = threshold.min, ""
+        if known and production is not None and production < threshold.min:
+            floor = production
+            text = f"production's {_fmt(production)} (floor {_fmt(threshold.min)} missed by it too)"
+        checks.append(_compare(gate, name, observed, floor, upper=False, limit_text=text))
     if threshold.max is not None:
-        checks.append(_compare(gate, name, observed, threshold.max, upper=True))
+        ceiling, text = threshold.max, ""
+        if known and production is not None and production > threshold.max:
+            ceiling = production
+            text = f"production's {_fmt(production)} (bound {_fmt(threshold.max)} missed by it too)"
+        checks.append(_compare(gate, name, observed, ceiling, upper=True, limit_text=text))
     failed = [c for c in checks if not c.passed]
     return failed[0] if failed else checks[0]
 

@@ -103,6 +103,9 @@ class Gates(_Frozen):
     must_beat_production: BeatProduction | None
     latency: LatencyBudget
     behaviour_must_pass: bool = True
+    #: A bound production misses on the same window becomes production's value
+    #: (:class:`vigie.registry.gates.GateSpec`).
+    floors_follow_production: bool = False
 
 
 class ModelSpec(_Frozen):

@@ -201,3 +201,42 @@ def test_model_spec_gates_translate_direction_and_refuse_unknown_keys() -> None:
         with pytest.raises(VigieError) as err:
             GateSpec.from_model_spec(bad)
         assert err.value.code == ErrorCode.INVALID_INPUT
+
+
+def test_floors_follow_production_only_where_production_misses_them() -> None:
+    following = SPEC.model_copy(update={"floors_follow_production": True})
+    stormy = GOOD.model_copy(
+        update={
+            "metrics": {"roc_auc": 0.66, "brier": 0.215},
+            "production_metrics": {"roc_auc": 0.64, "brier": 0.23},
+        }
+    )
+    messages = _messages(stormy, following)
+    assert messages["metric:roc_auc"] == (
+        True,
+        "roc_auc 0.66 >= production's 0.64 (floor 0.68 missed by it too)",
+    )
+    assert messages["metric:brier"] == (
+        True,
+        "brier 0.215 <= production's 0.23 (bound 0.2 missed by it too)",
+    )
+    # never looser than production: worse than it on the same window still fails
+    worse = stormy.model_copy(update={"metrics": {"roc_auc": 0.63, "brier": 0.24}})
+    assert not _messages(worse, following)["metric:roc_auc"][0]
+    assert not _messages(worse, following)["metric:brier"][0]
+    # production within the floor: the floor holds as written
+    calm = stormy.model_copy(update={"production_metrics": {"roc_auc": 0.70, "brier": 0.19}})
+    assert _messages(calm, following)["metric:roc_auc"] == (
+        False,
+        "roc_auc 0.66 < 0.68 (short by 0.02)",
+    )
+    # without the option, or without production, the floors are absolute
+    assert not _messages(stormy)["metric:roc_auc"][0]
+    alone = stormy.model_copy(update={"production_metrics": None})
+    assert not _messages(alone, following)["metric:roc_auc"][0]
+
+
+def test_the_model_spec_spells_floors_follow_production() -> None:
+    spec = GateSpec.from_model_spec({"min": {"roc_auc": 0.7}, "floors_follow_production": True})
+    assert spec.floors_follow_production
+    assert not GateSpec.from_model_spec({"min": {"roc_auc": 0.7}}).floors_follow_production
