@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,27 @@ from vigie.errors import ErrorCode, VigieError
 
 #: Seconds to wait for a server child to become ready.
 START_TIMEOUT_S = 300.0
+
+
+def vigie_command(*arguments: str) -> list[str]:
+    """``vigie ARGUMENTS`` run by this interpreter (the same venv, no PATH lookup)."""
+    return [sys.executable, "-m", "vigie.cli", *arguments]
+
+
+def replay_command(first: date, last: date, speed: float, max_rows: int, *more: str) -> list[str]:
+    """``vigie replay`` of ``first``..``last`` with its pace and request size."""
+    return vigie_command(
+        "replay",
+        "--from",
+        first.isoformat(),
+        "--to",
+        last.isoformat(),
+        "--speed",
+        str(speed),
+        "--max-rows",
+        str(max_rows),
+        *more,
+    )
 
 
 def start_logged(command: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vigie.cli.children import start_logged, wait_ready
+from vigie.cli.children import replay_command, start_logged, vigie_command, wait_ready
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
@@ -145,14 +144,7 @@ class _ServiceLoop:
         """Start ``vigie serve`` and wait until it is ready."""
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "vigie.cli",
-            "serve",
-            "--working-dir",
-            str(self.working_dir),
-        ]
+        command = vigie_command("serve", "--working-dir", str(self.working_dir))
         self.child = start_logged(command, self.env, logs / "simulate-serve.log")
         wait_ready(f"{self.url}/v2/health/ready", self.child, "the prediction service")
 
@@ -170,24 +162,9 @@ class _ServiceLoop:
     def replay(self, first: date, last: date) -> None:
         """Replay ``first``..``last`` (what the log held before, e.g. checks, is skipped)."""
         self._payload_after = _settle(self._entries, self._payload_after)[1]
-        command = [
-            sys.executable,
-            "-m",
-            "vigie.cli",
-            "replay",
-            "--from",
-            first.isoformat(),
-            "--to",
-            last.isoformat(),
-            "--speed",
-            str(self.speed),
-            "--max-rows",
-            str(self.max_rows),
-            "--model",
-            self.model,
-            "--url",
-            self.url,
-        ]
+        command = replay_command(
+            first, last, self.speed, self.max_rows, "--model", self.model, "--url", self.url
+        )
         with (self.settings.home / "logs" / "simulate-replay.log").open("ab") as log:
             code = subprocess.call(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:

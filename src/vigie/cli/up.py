@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import date
@@ -26,7 +25,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from vigie.cli.children import start_logged, wait_ready
+from vigie.cli.children import replay_command, start_logged, vigie_command, wait_ready
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.cli.up_loop import RetrainingLoop
@@ -97,7 +96,6 @@ class _Live:
     def __init__(self, settings: Settings, working_dir: Path) -> None:
         self.settings, self.working_dir = settings, working_dir
         self.env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
-        self.vigie = [sys.executable, "-m", "vigie.cli"]
         self.children: list[subprocess.Popen[bytes]] = []
         self.consumers: list[subprocess.Popen[bytes]] = []
         self.stopping = threading.Event()
@@ -122,7 +120,7 @@ class _Live:
             (["serve", "--working-dir", str(self.working_dir)], "serve.log"),
             (["monitor", "serve", "--working-dir", str(self.working_dir)], "monitor.log"),
         ):
-            self.children.append(start_logged([*self.vigie, *command], self.env, logs / log))
+            self.children.append(start_logged(vigie_command(*command), self.env, logs / log))
         out.print(
             f"service and sidecar starting; logs: {logs}/ (serve, monitor, ingest, retrain, "
             "promote)"
@@ -132,7 +130,7 @@ class _Live:
         out.print(f"[bold]service ready[/] {self.rest}   [bold]sidecar ready[/] {self.sidecar}/")
         if ingest:
             self.consumers.append(
-                start_logged([*self.vigie, "ingest", "--follow"], self.env, logs / "ingest.log")
+                start_logged(vigie_command("ingest", "--follow"), self.env, logs / "ingest.log")
             )
             self.children.append(self.consumers[-1])
         if retrain:
@@ -140,19 +138,7 @@ class _Live:
 
     def replay(self, first: date, last: date, speed: float, max_rows: int) -> None:
         """Replay the window in the foreground, then wait for the sidecar to catch up."""
-        command = [
-            *self.vigie,
-            "replay",
-            "--from",
-            first.isoformat(),
-            "--to",
-            last.isoformat(),
-            "--speed",
-            str(speed),
-            "--max-rows",
-            str(max_rows),
-        ]
-        code = subprocess.call(command, env=self.env)
+        code = subprocess.call(replay_command(first, last, speed, max_rows), env=self.env)
         if code != 0:
             out.print(f"[yellow]the replay ended with status {code}[/]")
         _settle(self.sidecar, self.stopping)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from vigie.cli.children import vigie_command
 from vigie.config import Settings
 from vigie.monitoring.outcomes import read_outcomes
 from vigie.retraining.triggers import read_requests, requests_dir
@@ -184,7 +184,7 @@ class RetrainingLoop:
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "vigie.cli", *arguments],
+            vigie_command(*arguments),
             env=dict(self.env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
