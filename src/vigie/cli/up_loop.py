@@ -84,8 +84,8 @@ class RetrainingLoop:
     _requests_after: str | None = None
     _outcomes_after: str | None = None
     _latest_label: datetime | None = None
-    _child: subprocess.Popen[bytes] | None = None
-    _busy: threading.Event = field(default_factory=threading.Event)
+    _children: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, finish: threading.Event, abort: threading.Event) -> None:
         """The body of the loop's thread: poll until ``finish`` is set (a run in progress
@@ -95,34 +95,37 @@ class RetrainingLoop:
             finish.wait(POLL_S)
 
     def step(self, stop: threading.Event) -> int:
-        """Serve every model with new requests once (until ``stop``); returns the runs."""
+        """Serve every model with new requests once (until ``stop``); returns the runs.
+
+        Models are served side by side, one thread each (their retrainings hold separate
+        locks), so a model asked at the same time as another does not wait for it.
+        """
         found, self._requests_after = read_requests(
             requests_dir(self.settings), self._requests_after
         )
         counts: dict[str, int] = {}
         for request in found:
             counts[request.model] = counts.get(request.model, 0) + 1
-        done = 0
-        for model, requests in sorted(counts.items()):
-            if stop.is_set():
-                break
-            self._busy.set()
-            try:
-                self._serve(model, requests, stop)
-            finally:
-                self._busy.clear()
-            done += 1
-        return done
-
-    @property
-    def busy(self) -> bool:
-        """A retraining or a promotion is running."""
-        return self._busy.is_set()
+        if not counts or stop.is_set():
+            return 0
+        as_of = self.labelled_through()
+        threads = [
+            threading.Thread(
+                target=self._serve, args=(model, requests, stop, as_of), name=f"retrain-{model}"
+            )
+            for model, requests in sorted(counts.items())
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return len(threads)
 
     def stop(self) -> None:
-        """Interrupt the running child command (a killed retraining registers nothing)."""
-        child = self._child
-        if child is not None and child.poll() is None:
+        """Interrupt the running child commands (a killed retraining registers nothing)."""
+        with self._lock:
+            running = [c for c in self._children if c.poll() is None]
+        for child in running:
             child.terminate()
 
     def labelled_through(self) -> date | None:
@@ -139,8 +142,7 @@ class RetrainingLoop:
             return None
         return self._latest_label.astimezone(LOCAL).date() - timedelta(days=1)
 
-    def _serve(self, model: str, requests: int, stop: threading.Event) -> None:
-        as_of = self.labelled_through()
+    def _serve(self, model: str, requests: int, stop: threading.Event, as_of: date | None) -> None:
         step = LoopStep(model, requests, as_of, retraining="running")
         self.say(f"[bold]drift request[/] for {model}: retraining as of {as_of or 'latest'}")
         command = ["retrain", "--model", model, "--from-requests", "--json", *self.retrain_args]
@@ -183,22 +185,27 @@ class RetrainingLoop:
         appended to ``logs/<log>``)."""
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        self._child = subprocess.Popen(
+        child = subprocess.Popen(
             vigie_command(*arguments),
             env=dict(self.env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        with self._lock:
+            self._children.add(child)
         try:
-            output, errors = self._child.communicate(timeout=CHILD_TIMEOUT_S)
+            output, errors = child.communicate(timeout=CHILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            self._child.kill()
-            output, errors = self._child.communicate()
-        with (logs / log).open("ab") as handle:
+            child.kill()
+            output, errors = child.communicate()
+        finally:
+            with self._lock:
+                self._children.discard(child)
+        with self._lock, (logs / log).open("ab") as handle:
             handle.write(f"$ vigie {' '.join(arguments)}\n".encode())
             handle.write(errors)
             handle.write(output)
-        return self._child.returncode, output, errors
+        return child.returncode, output, errors
 
 
 def _json(output: bytes) -> dict[str, Any] | None:

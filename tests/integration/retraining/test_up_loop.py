@@ -53,10 +53,10 @@ def home(trained_home: Settings, tmp_path: Path) -> Settings:
     return settings
 
 
-def _request() -> dict[str, Any]:
+def _request(model: str = MODEL) -> dict[str, Any]:
     return {
-        "request_id": "req-up-1",
-        "model": MODEL,
+        "request_id": f"req-up-{model}",
+        "model": model,
         "version": "1",
         "requested_at": "2013-01-11T00:00:00+00:00",
         "reason": "drift",
@@ -74,7 +74,8 @@ def test_a_drift_request_is_retrained_promoted_and_served(
 ) -> None:
     registry = Registry(home)
     assert registry.resolve(MODEL, "production") == "1"
-    SegmentSink(home.monitoring_dir / "retraining").write([_request()])
+    # both models asked at once: served side by side
+    SegmentSink(home.monitoring_dir / "retraining").write([_request(), _request("arrival_delay")])
     outcomes = OutcomeLog(home)
     # the latest label: 22:00 on January 10 in New York, so January 9 is the last whole day
     outcomes.emit([_outcome(1, datetime(2013, 1, 11, 3, 0, tzinfo=UTC))])
@@ -91,15 +92,18 @@ def test_a_drift_request_is_retrained_promoted_and_served(
         )
         assert loop.labelled_through() == date(2013, 1, 9)
 
-        assert loop.step(threading.Event()) == 1
+        assert loop.step(threading.Event()) == 2
 
-        [step] = loop.steps
+        steps = {s.model: s for s in loop.steps}
+        assert set(steps) == {MODEL, "arrival_delay"}
+        assert steps["arrival_delay"].version == "2", steps["arrival_delay"].retraining
+        step = steps[MODEL]
         assert step.as_of == date(2013, 1, 9)
         assert step.version == "3", step.retraining
         assert step.promoted, step.promotion
         assert Registry(home).resolve(MODEL, "production") == "3"
         lineage = Registry(home).get(MODEL, "3").extra["retraining"]
-        assert lineage["trigger"]["drift"]["request_ids"] == ["req-up-1"]
+        assert lineage["trigger"]["drift"]["request_ids"] == [f"req-up-{MODEL}"]
         assert lineage["windows"]["evaluation_to"] == "2013-01-09"
         report = json.loads((home.home / "logs" / "promotion-flight_delay-3.json").read_text())
         assert report["status"] == "promoted"
@@ -115,4 +119,4 @@ def test_a_drift_request_is_retrained_promoted_and_served(
 
         # the request was read: the next look starts nothing
         assert loop.step(threading.Event()) == 0
-        assert len(loop.steps) == 1
+        assert len(loop.steps) == 2
