@@ -85,20 +85,31 @@ class RetrainingLoop:
     _outcomes_after: str | None = None
     _latest_label: datetime | None = None
     _children: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    _workers: dict[str, threading.Thread] = field(default_factory=dict)
+    _again: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _labels_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, finish: threading.Event, abort: threading.Event) -> None:
-        """The body of the loop's thread: poll until ``finish`` is set (a run in progress
-        ends first, promotion included) or ``abort`` is (nothing more is started)."""
+        """The body of the loop's thread: poll until ``finish`` is set, then let the runs in
+        progress end (promotion included); ``abort`` starts nothing more."""
         while not finish.is_set() and not abort.is_set():
-            self.step(abort)
+            self.poll(abort)
             finish.wait(POLL_S)
+        self.wait()
 
     def step(self, stop: threading.Event) -> int:
-        """Serve every model with new requests once (until ``stop``); returns the runs.
+        """Serve every model with new requests and wait until done; returns the models."""
+        asked = self.poll(stop)
+        self.wait()
+        return asked
 
-        Models are served side by side, one thread each (their retrainings hold separate
-        locks), so a model asked at the same time as another does not wait for it.
+    def poll(self, stop: threading.Event) -> int:
+        """Start serving each model with new requests; returns how many were asked.
+
+        Each model has its own worker thread (their retrainings hold separate locks), so a
+        model never waits for another. A model asked again while its worker runs is served
+        once more when that run ends: the job consumes every pending request of the model.
         """
         found, self._requests_after = read_requests(
             requests_dir(self.settings), self._requests_after
@@ -109,17 +120,39 @@ class RetrainingLoop:
         if not counts or stop.is_set():
             return 0
         as_of = self.labelled_through()
-        threads = [
-            threading.Thread(
-                target=self._serve, args=(model, requests, stop, as_of), name=f"retrain-{model}"
-            )
-            for model, requests in sorted(counts.items())
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return len(threads)
+        with self._lock:
+            for model, requests in sorted(counts.items()):
+                worker = self._workers.get(model)
+                if worker is not None and worker.is_alive():
+                    self._again[model] = self._again.get(model, 0) + requests
+                    continue
+                worker = threading.Thread(
+                    target=self._work,
+                    args=(model, requests, stop, as_of),
+                    name=f"retrain-{model}",
+                )
+                self._workers[model] = worker
+                worker.start()
+        return len(counts)
+
+    def wait(self) -> None:
+        """Until every worker has ended."""
+        while True:
+            with self._lock:
+                alive = [w for w in self._workers.values() if w.is_alive()]
+            if not alive:
+                return
+            for worker in alive:
+                worker.join()
+
+    def _work(self, model: str, requests: int, stop: threading.Event, as_of: date | None) -> None:
+        while not stop.is_set():
+            self._serve(model, requests, stop, as_of)
+            with self._lock:
+                requests = self._again.pop(model, 0)
+            if not requests:
+                return
+            as_of = self.labelled_through()
 
     def stop(self) -> None:
         """Interrupt the running child commands (a killed retraining registers nothing)."""
@@ -130,6 +163,10 @@ class RetrainingLoop:
 
     def labelled_through(self) -> date | None:
         """The last day whose flights have all had their outcome (day before the latest)."""
+        with self._labels_lock:
+            return self._labelled_through()
+
+    def _labelled_through(self) -> date | None:
         while True:
             events = read_outcomes(self.settings, after=self._outcomes_after, limit=BATCH)
             if not events:

@@ -45,6 +45,9 @@ DEFAULT_CONSUMER = "warehouse"
 #: Most batches per log in one pass of :meth:`Consumer.follow` before the warehouse is
 #: closed again for a moment.
 FOLLOW_PASS_BATCHES = 10
+#: Pause between two passes of :meth:`Consumer.follow` even with work left, so that other
+#: processes waiting for an embedded DuckDB file (a retraining, the registry) get it.
+FOLLOW_GAP_S = 0.5
 
 _IN_CHUNK = 500
 _log = logging.getLogger(__name__)
@@ -166,8 +169,9 @@ class Consumer:
         """Keep reading until ``stop`` is set, polling every ``poll_s`` once caught up.
 
         The warehouse is opened for each pass only, of at most ``FOLLOW_PASS_BATCHES``
-        batches per log (an embedded DuckDB file is free for others in between); a pass
-        that cannot reach it or Redis is retried.
+        batches per log, with a short pause between passes even when work is left (an
+        embedded DuckDB file is free for others in between); a pass that cannot reach it or
+        Redis is retried.
         """
         while not stop.is_set():
             try:
@@ -177,8 +181,7 @@ class Consumer:
                     raise
                 _log.warning("ingest pass failed, retrying in %.1f s: %s", poll_s, err)
                 processed = 0
-            if not processed:
-                stop.wait(poll_s)
+            stop.wait(poll_s if not processed else min(poll_s, FOLLOW_GAP_S))
 
     def _batch_of(self, warehouse: Warehouse, source: _Source) -> int:
         position = self._position(warehouse, source)

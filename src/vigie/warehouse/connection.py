@@ -29,7 +29,7 @@ _PLACEHOLDER = re.compile(r"\?")
 #: A DuckDB file is opened by one process at a time when one of them writes: ``vigie ingest
 #: --follow`` holds it for each pass, a retraining run while it reads its snapshot, the
 #: registry while it records a version. Each waits a little for the others.
-LOCK_WAIT_S = 30.0
+LOCK_WAIT_S = 120.0
 _LOCK_RETRY_S = 0.2
 
 
