@@ -122,8 +122,7 @@ class RetrainingLoop:
         as_of = self.labelled_through()
         with self._lock:
             for model, requests in sorted(counts.items()):
-                worker = self._workers.get(model)
-                if worker is not None and worker.is_alive():
+                if model in self._workers:  # busy: its worker serves it again before it ends
                     self._again[model] = self._again.get(model, 0) + requests
                     continue
                 worker = threading.Thread(
@@ -139,20 +138,27 @@ class RetrainingLoop:
         """Until every worker has ended."""
         while True:
             with self._lock:
-                alive = [w for w in self._workers.values() if w.is_alive()]
-            if not alive:
+                running = list(self._workers.values())
+            if not running:
                 return
-            for worker in alive:
+            for worker in running:
                 worker.join()
 
     def _work(self, model: str, requests: int, stop: threading.Event, as_of: date | None) -> None:
-        while not stop.is_set():
-            self._serve(model, requests, stop, as_of)
+        """Serve ``model`` until no request came meanwhile; leaves ``_workers`` under the lock
+        that :meth:`poll` checks, so a request is either served again here or starts anew."""
+        try:
+            while not stop.is_set():
+                self._serve(model, requests, stop, as_of)
+                with self._lock:
+                    requests = self._again.pop(model, 0)
+                    if not requests:
+                        del self._workers[model]
+                        return
+                as_of = self.labelled_through()
+        finally:
             with self._lock:
-                requests = self._again.pop(model, 0)
-            if not requests:
-                return
-            as_of = self.labelled_through()
+                self._workers.pop(model, None)
 
     def stop(self) -> None:
         """Interrupt the running child commands (a killed retraining registers nothing)."""
