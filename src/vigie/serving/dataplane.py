@@ -83,6 +83,8 @@ class ServingDataPlane:
         self._watcher: asyncio.Task[None] | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
         self._started = False
+        self._metric_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._routed_children: dict[tuple[str, str], Any] = {}
 
     async def start(self) -> None:
         """Load and warm every production model (staging too for a canary or shadow),
@@ -194,8 +196,9 @@ class ServingDataPlane:
             self.record_failure(request.protocol.value, request.model, err, version=version)
             raise
         elapsed = time.perf_counter() - start
-        metrics.REQUESTS.labels(request.protocol.value, model_label, version, "success").inc()
-        metrics.REQUEST_DURATION.labels(request.protocol.value, model_label).observe(elapsed)
+        succeeded, duration = self._success_metrics(request.protocol.value, model_label, version)
+        succeeded.inc()
+        duration.observe(elapsed)
         result = InferResult(request.model, version, request.id, {loaded.onnx.output_name: outputs})
         self._log_payload(request, result, decision.route, elapsed, ids)
         if decision.mirror is not None:
@@ -236,7 +239,7 @@ class ServingDataPlane:
             )
         except LookupError as err:
             raise self._not_found(model) from err
-        metrics.ROUTED.labels(model, decision.route.value).inc()
+        self._routed(model, decision.route.value).inc()
         current = self.repository.get(model, decision.version)
         if current is None:
             raise BatcherClosed(f"{model} version {decision.version}")
@@ -277,13 +280,32 @@ class ServingDataPlane:
         except Exception as err:  # the payload log must never fail a prediction
             logger.warning("payload log refused an entry: %s", err)
 
+    def _success_metrics(self, protocol: str, model: str, version: str) -> tuple[Any, Any]:
+        """The labelled success counter and duration histogram, looked up once per labels.
+
+        ``labels()`` takes a lock and hashes its labels on every call; the cache is bounded
+        by the served (protocol, model, version) triples.
+        """
+        key = (protocol, model, version)
+        children = self._metric_children.get(key)
+        if children is None:
+            children = (
+                metrics.REQUESTS.labels(protocol, model, version, "success"),
+                metrics.REQUEST_DURATION.labels(protocol, model),
+            )
+            self._metric_children[key] = children
+        return children
+
+    def _routed(self, model: str, route: str) -> Any:
+        key = (model, route)
+        child = self._routed_children.get(key)
+        if child is None:
+            child = self._routed_children[key] = metrics.ROUTED.labels(model, route)
+        return child
+
     def metric_model(self, model: str) -> str:
         """``model`` if it is served, else a fixed label (clients cannot add label values)."""
-        return (
-            model
-            if model in self.repository.aliases() or self.models().get(model)
-            else (UNKNOWN_MODEL)
-        )
+        return model if self.repository.serves(model) else UNKNOWN_MODEL
 
     def record_failure(
         self, protocol: str, model: str, err: VigieError, *, version: str = ""

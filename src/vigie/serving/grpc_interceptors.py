@@ -1,12 +1,13 @@
-"""Server interceptors: what BentoML gives HTTP, given to gRPC.
+"""The server interceptor: what BentoML gives HTTP, given to gRPC.
 
-Each interceptor wraps the unary methods of ``inference.GRPCInferenceService`` only; the
-health and reflection services pass through untouched, so a probe is never refused or
-counted. Listed outermost first, as :func:`vigie.serving.grpc_server.start_grpc` installs
-them: observability (metrics and one access-log line per call), refusal of malformed
-protobuf, concurrency limit, per-call deadline, authentication.
+One interceptor (:class:`ServingInterceptor`) wraps the unary methods of
+``inference.GRPCInferenceService`` only; the health and reflection services pass through
+untouched, so a probe is never refused or counted. Around each call, outermost first:
+observability (metrics and one access-log line per call), refusal of malformed protobuf,
+concurrency limit, per-call deadline, authentication. These were five interceptors; one
+wrapper per method does the same work without an async layer and a handler look-up each.
 
-Interceptors and the servicer share one :class:`CallState` per call through a context
+The interceptor and the servicer share one :class:`CallState` per call through a context
 variable: the wrapped behaviour runs in the same task as the interceptor around it.
 """
 
@@ -163,63 +164,6 @@ def _final_status(context: grpc.aio.ServicerContext, failed: bool) -> str:
     return "UNKNOWN" if failed else "OK"
 
 
-class ObservabilityInterceptor(_UnaryInterceptor):
-    """One access-log line per call (method, peer, status, duration, request id), and the
-    failure counts of ``ModelInfer`` calls refused before they reached the data plane.
-
-    Args:
-        model_label: The metric label of a model name (the data plane's
-            ``metric_model``), so that clients cannot create label values at will.
-    """
-
-    def __init__(self, model_label: Callable[[str], str]) -> None:
-        super().__init__()
-        self._model_label = model_label
-
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        """Time the call, then record it whatever its outcome."""
-
-        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            state = CallState(method=method)
-            token = CALL.set(state)
-            start = time.perf_counter()
-            status = "OK"
-            try:
-                response = await behavior(request, context)
-                status = _final_status(context, failed=False)
-                return response
-            except asyncio.CancelledError:
-                status = "CANCELLED"
-                raise
-            except BaseException:
-                status = _final_status(context, failed=True)
-                raise
-            finally:
-                CALL.reset(token)
-                self._record(state, status, time.perf_counter() - start, context.peer())
-
-        return observed
-
-    def _record(self, state: CallState, status: str, elapsed: float, peer: str) -> None:
-        if state.method == "ModelInfer" and status != "OK" and not state.counted:
-            _count_failure(self._model_label(state.model), state.outcome or status)
-        access_log.info(
-            "grpc %s %s",
-            state.method,
-            status,
-            extra={
-                "method": state.method,
-                "peer": peer,
-                "status": status,
-                "duration_ms": round(elapsed * 1000.0, 3),
-                "request_id": state.request_id,
-                "model": state.model,
-                "version": state.version,
-                "caller": state.caller,
-            },
-        )
-
-
 def _count_failure(model: str, code: str) -> None:
     protocol = Protocol_.V2_GRPC.value
     metrics.FAILURES.labels(protocol=protocol, model=model, code=code).inc()
@@ -231,111 +175,6 @@ class MalformedMessage:
     """What a request that could not be parsed deserializes to."""
 
     error: str
-
-
-class DecodeGuardInterceptor(_UnaryInterceptor):
-    """Refuses a request that is not valid protobuf with INVALID_ARGUMENT.
-
-    gRPC itself answers UNKNOWN (and logs an error) when a deserializer raises; this one
-    deserializes to a :class:`MalformedMessage` instead, which the interceptors above
-    pass through untouched and this one refuses.
-    """
-
-    def deserializer(self, inner: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-        """Parse with ``inner``; a parse failure becomes a MalformedMessage."""
-
-        def parse(data: bytes) -> Any:
-            try:
-                return inner(data)
-            except DecodeError as err:
-                return MalformedMessage(str(err))
-
-        return parse
-
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        """Refuse malformed requests before anything looks at them."""
-
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, MalformedMessage):
-                await refuse(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"the {method} request is not valid protobuf: {request.error}",
-                )
-            return await behavior(request, context)
-
-        return guarded
-
-
-class ConcurrencyLimitInterceptor(_UnaryInterceptor):
-    """Refuses calls above ``limit`` in flight with RESOURCE_EXHAUSTED (probes excepted).
-
-    Args:
-        limit: Most calls handled at once (``grpc_max_concurrency``).
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-        self.in_flight = 0
-
-    def applies_to(self, method: str) -> bool:
-        """Every method but the probes."""
-        return method not in PROBE_METHODS
-
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        """Take a slot for the call, or refuse it when none is free."""
-
-        async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if self.in_flight >= self.limit:
-                await refuse(
-                    context,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"too many concurrent calls (limit {self.limit}); retry shortly",
-                )
-            self.in_flight += 1
-            metrics.GRPC_IN_FLIGHT.inc()
-            try:
-                return await behavior(request, context)
-            finally:
-                self.in_flight -= 1
-                metrics.GRPC_IN_FLIGHT.dec()
-
-        return limited
-
-
-class DeadlineInterceptor(_UnaryInterceptor):
-    """Ends calls that run longer than ``timeout_s`` with DEADLINE_EXCEEDED.
-
-    A shorter deadline set by the client is enforced by gRPC itself.
-
-    Args:
-        timeout_s: The per-call deadline (``request_timeout_s``).
-    """
-
-    def __init__(self, timeout_s: float) -> None:
-        super().__init__()
-        self.timeout_s = timeout_s
-
-    def applies_to(self, method: str) -> bool:
-        """Every method but the probes, which do no waiting."""
-        return method not in PROBE_METHODS
-
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        """Cancel the call's work when its deadline passes."""
-
-        async def bounded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    return await behavior(request, context)
-            except TimeoutError:
-                await refuse(
-                    context,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"{method} took longer than the {self.timeout_s:g} s request timeout",
-                )
-
-        return bounded
 
 
 def api_key(metadata: Any) -> str | None:
@@ -350,40 +189,156 @@ def api_key(metadata: Any) -> str | None:
     return bearer or plain
 
 
-class AuthInterceptor(_UnaryInterceptor):
-    """Checks the API key of protected methods and notes the caller on the call state.
+class ServingInterceptor(_UnaryInterceptor):
+    """Everything BentoML gives HTTP, given to gRPC in one wrapper per method.
+
+    Outermost first, as five interceptors did it before (each had cost an async wrapper
+    and a handler look-up per call): one access-log line per call and the failure counts
+    of ``ModelInfer`` calls refused before they reached the data plane; refusal of
+    malformed protobuf; the concurrency limit; the per-call deadline; authentication.
+    Probes (``ServerLive``, ``ServerReady``, ``ModelReady``) are only observed and
+    guarded against malformed protobuf: they are never refused for load or for a key.
 
     Args:
+        model_label: The metric label of a model name (the data plane's
+            ``metric_model``), so that clients cannot create label values at will.
+        limit: Most calls handled at once (``grpc_max_concurrency``).
+        timeout_s: The per-call deadline (``request_timeout_s``); a shorter deadline set
+            by the client is enforced by gRPC itself.
         authenticate: ``(token, role, protocol) -> caller id``, raising VigieError
-            UNAUTHENTICATED or FORBIDDEN (``Authenticator.check``).
+            UNAUTHENTICATED or FORBIDDEN (``Authenticator.check``); None lets every
+            call in.
     """
 
-    def __init__(self, authenticate: Authenticate) -> None:
+    def __init__(
+        self,
+        model_label: Callable[[str], str],
+        *,
+        limit: int,
+        timeout_s: float,
+        authenticate: Authenticate | None = None,
+    ) -> None:
         super().__init__()
+        self._model_label = model_label
+        self.limit = limit
+        self.in_flight = 0
+        self.timeout_s = timeout_s
         self._authenticate = authenticate
 
-    def applies_to(self, method: str) -> bool:
-        """The methods that need a role."""
-        return method in ROLE_OF_METHOD
+    def deserializer(self, inner: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        """Parse with ``inner``; a parse failure becomes a MalformedMessage.
+
+        gRPC itself answers UNKNOWN (and logs an error) when a deserializer raises.
+        """
+
+        def parse(data: bytes) -> Any:
+            try:
+                return inner(data)
+            except DecodeError as err:
+                return MalformedMessage(str(err))
+
+        return parse
 
     def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        """Authenticate, then run the call as the key's owner."""
-        role = ROLE_OF_METHOD[method]
-        protocol = Protocol_.V2_GRPC.value
+        """Observe, guard, limit, bound and authenticate one call of ``method``."""
+        probe = method in PROBE_METHODS
+        role = ROLE_OF_METHOD.get(method) if self._authenticate is not None else None
 
-        async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            token = api_key(context.invocation_metadata())
+        async def served(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = CallState(method=method)
+            token = CALL.set(state)
+            start = time.perf_counter()
+            status = "OK"
             try:
-                caller = self._authenticate(token, role, protocol)
-            except VigieError as err:
-                _count_auth_failure(err, token)
-                await refuse_error(context, err)
-            state = CALL.get()
-            if state is not None:
-                state.caller = caller
-            return await behavior(request, context)
+                if isinstance(request, MalformedMessage):
+                    await refuse(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"the {method} request is not valid protobuf: {request.error}",
+                    )
+                if probe:
+                    response = await behavior(request, context)
+                else:
+                    response = await self._limited(method, role, request, context, behavior)
+                status = _final_status(context, failed=False)
+                return response
+            except asyncio.CancelledError:
+                status = "CANCELLED"
+                raise
+            except BaseException:
+                status = _final_status(context, failed=True)
+                raise
+            finally:
+                CALL.reset(token)
+                self._record(state, status, time.perf_counter() - start, context)
 
-        return authenticated
+        return served
+
+    async def _limited(
+        self,
+        method: str,
+        role: str | None,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        behavior: Behavior,
+    ) -> Any:
+        if self.in_flight >= self.limit:
+            await refuse(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many concurrent calls (limit {self.limit}); retry shortly",
+            )
+        self.in_flight += 1
+        metrics.GRPC_IN_FLIGHT.inc()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if role is not None:
+                    await self._check_key(role, context)
+                return await behavior(request, context)
+        except TimeoutError:
+            await refuse(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{method} took longer than the {self.timeout_s:g} s request timeout",
+            )
+        finally:
+            self.in_flight -= 1
+            metrics.GRPC_IN_FLIGHT.dec()
+
+    async def _check_key(self, role: str, context: grpc.aio.ServicerContext) -> None:
+        assert self._authenticate is not None
+        token = api_key(context.invocation_metadata())
+        try:
+            caller = self._authenticate(token, role, Protocol_.V2_GRPC.value)
+        except VigieError as err:
+            _count_auth_failure(err, token)
+            await refuse_error(context, err)
+        state = CALL.get()
+        if state is not None:
+            state.caller = caller
+
+    def _record(
+        self, state: CallState, status: str, elapsed: float, context: grpc.aio.ServicerContext
+    ) -> None:
+        if state.method == "ModelInfer" and status != "OK" and not state.counted:
+            _count_failure(self._model_label(state.model), state.outcome or status)
+        if not access_log.isEnabledFor(logging.INFO):
+            return  # the line and its fields are built only for a logger that keeps them
+        access_log.info(
+            "grpc %s %s",
+            state.method,
+            status,
+            extra={
+                "method": state.method,
+                "peer": context.peer(),
+                "status": status,
+                "duration_ms": round(elapsed * 1000.0, 3),
+                "request_id": state.request_id,
+                "model": state.model,
+                "version": state.version,
+                "caller": state.caller,
+            },
+        )
 
 
 def _count_auth_failure(err: VigieError, token: str | None) -> None:

@@ -26,11 +26,7 @@ from vigie.errors import ErrorCode, VigieError
 from vigie.serving import grpc_codec
 from vigie.serving.codec import decode_inputs, encode_outputs
 from vigie.serving.grpc_interceptors import (
-    AuthInterceptor,
-    ConcurrencyLimitInterceptor,
-    DeadlineInterceptor,
-    DecodeGuardInterceptor,
-    ObservabilityInterceptor,
+    ServingInterceptor,
     current_call,
     refuse,
     refuse_error,
@@ -230,15 +226,14 @@ def _interceptors(
     settings: Settings,
     authenticate: Callable[[str | None, str, str], str] | None,
 ) -> list[Any]:
-    chain: list[Any] = [
-        ObservabilityInterceptor(_model_label(dataplane)),
-        DecodeGuardInterceptor(),
-        ConcurrencyLimitInterceptor(settings.grpc_max_concurrency),
-        DeadlineInterceptor(settings.request_timeout_s),
+    return [
+        ServingInterceptor(
+            _model_label(dataplane),
+            limit=settings.grpc_max_concurrency,
+            timeout_s=settings.request_timeout_s,
+            authenticate=authenticate,
+        )
     ]
-    if authenticate is not None:
-        chain.append(AuthInterceptor(authenticate))
-    return chain
 
 
 def _bind(server: Any, address: str) -> int:

@@ -154,6 +154,10 @@ class ModelRepository:
         """Model to alias to loaded version (a copy)."""
         return {model: dict(pointers) for model, pointers in self._aliases.items()}
 
+    def serves(self, model: str) -> bool:
+        """An alias of ``model`` points at a version, or a version of it is loaded."""
+        return model in self._aliases or any(key[0] == model for key in self._loaded)
+
     def loaded(self) -> dict[str, tuple[str, ...]]:
         """Model names to their loaded version ids."""
         result: dict[str, list[str]] = {}

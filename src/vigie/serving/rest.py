@@ -29,6 +29,10 @@ from vigie.serving.status import http_status
 from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_
 
 logger = logging.getLogger(__name__)
+access_log = logging.getLogger("vigie.serving.rest.access")
+
+#: Response header carrying the id of an inference request (the client's or generated).
+REQUEST_ID_HEADER = "X-Vigie-Request-Id"
 
 PROTOCOL = Protocol_.V2_REST
 
@@ -95,15 +99,11 @@ def create_app(context: Callable[[], RestContext], *, prefix: str = "/v2") -> St
 
     def endpoint(handler: Handler) -> Callable[[Request], Any]:
         async def run(request: Request) -> Response:
-            try:
-                return await handler(context(), request)  # type: ignore[no-any-return]
-            except VigieError as err:
-                return error_response(err)
-            except ClientDisconnect:
-                return Response(status_code=499)
-            except Exception:  # the last line of defence: never a stack trace to a client
-                logger.exception("unexpected error on %s", request.url.path)
-                return JSONResponse({"error": "internal error"}, status_code=500)
+            start = time.perf_counter()
+            response = await _answer(handler, context, request)
+            if access_log.isEnabledFor(logging.INFO):  # built only for a logger that keeps it
+                _log_access(request, response, time.perf_counter() - start)
+            return response
 
         return run
 
@@ -121,6 +121,40 @@ def create_app(context: Callable[[], RestContext], *, prefix: str = "/v2") -> St
         Route(version + "/infer", endpoint(infer), methods=["POST"]),
     ]
     return Starlette(routes=routes)
+
+
+async def _answer(
+    handler: Handler, context: Callable[[], RestContext], request: Request
+) -> Response:
+    try:
+        return await handler(context(), request)  # type: ignore[no-any-return]
+    except VigieError as err:
+        return error_response(err)
+    except ClientDisconnect:
+        return Response(status_code=499)
+    except Exception:  # the last line of defence: never a stack trace to a client
+        logger.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+def _log_access(request: Request, response: Response, elapsed: float) -> None:
+    """One line per OIP REST request (BentoML's access log skips ``/v2``)."""
+    client = request.scope.get("client")
+    path = request.scope["path"]
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": path,
+            "status": response.status_code,
+            "duration_ms": round(elapsed * 1000.0, 3),
+            "peer": f"{client[0]}:{client[1]}" if client else None,
+            "request_id": response.headers.get(REQUEST_ID_HEADER),
+        },
+    )
 
 
 async def server_metadata(context: RestContext, request: Request) -> Response:
@@ -194,7 +228,10 @@ async def infer(context: RestContext, request: Request) -> Response:
     content, header_length = oip.infer_response(
         result, codec.encode_outputs(result, body.outputs), body
     )
-    headers = {"X-Vigie-Latency-Ms": f"{(time.perf_counter() - start) * 1000:.3f}"}
+    headers = {
+        "X-Vigie-Latency-Ms": f"{(time.perf_counter() - start) * 1000:.3f}",
+        REQUEST_ID_HEADER: result.id,
+    }
     if header_length is None:
         return Response(content, media_type="application/json", headers=headers)
     headers[oip.HEADER_LENGTH] = str(header_length)
