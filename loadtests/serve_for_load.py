@@ -36,6 +36,7 @@ from vigie.config import Settings, load_settings
 from vigie.pipelines.run import run_pipeline
 from vigie.registry import Alias, Registry
 from vigie.retraining.lifecycle import assess, promote, train_and_register
+from vigie.training import origin_status
 from vigie.training.features import CATALOGUE, FeatureKind
 from vigie.training.snapshot import snapshot_sql
 from vigie.warehouse.connection import connect
@@ -137,6 +138,11 @@ def write_flights(settings: Settings, path: Path) -> None:
     warehouse = connect(settings.resolved_warehouse_url, read_only=True)
     try:
         raw = warehouse.query_arrow(snapshot_sql(list(CATALOGUE.values())), list(WINDOW))
+        raw = origin_status.fill(
+            raw,
+            [f.name for f in CATALOGUE.values() if f.history],
+            origin_status.load_events(warehouse, *WINDOW),
+        )
     finally:
         warehouse.close()
     table = pa.table(

@@ -60,6 +60,9 @@ class ColumnPolicy(BaseModel):
         classification: The column's sensitivity.
         training: Whether the column may be a model input feature.
         target: Whether the column may be a model label (a target is never a feature).
+        history: Whether other, earlier records' values of the column may feed a feature
+            as an aggregate of what was observed before the prediction time (the recent
+            delays at an airport), never the record's own value.
         retention: ISO-8601 duration in years, months and/or days (``P7Y``, ``P90D``).
         readers: Roles allowed to read the column as stored.
         handling: What is done to the column before it is stored.
@@ -71,6 +74,7 @@ class ColumnPolicy(BaseModel):
     classification: Classification
     training: bool
     target: bool = False
+    history: bool = False
     retention: str
     readers: tuple[str, ...]
     handling: Handling
@@ -208,6 +212,10 @@ class DataPolicy(BaseModel):
     def training_features(self, table: str) -> list[str]:
         """The columns of ``table`` that may be model input features."""
         return [n for n, c in self._table(table).columns.items() if c.training]
+
+    def history_sources(self, table: str) -> list[str]:
+        """The columns of ``table`` whose earlier records may feed an aggregate feature."""
+        return [n for n, c in self._table(table).columns.items() if c.training or c.history]
 
     def targets(self, table: str) -> list[str]:
         """The columns of ``table`` that may be model labels."""

@@ -32,6 +32,9 @@ class Feature:
         sql: The expression over the star schema (aliases f, d, o, a, p, w) that yields it.
         sources: The source columns (``table.column`` in the data policy) it derives from.
         description: What it is, with its unit.
+        history: Computed from other flights' outcomes observed before this flight's
+            scheduled departure (:mod:`vigie.training.origin_status`), not by ``sql``;
+            its sources must be allowed as history in the data policy.
     """
 
     name: str
@@ -39,9 +42,32 @@ class Feature:
     sql: str
     sources: tuple[str, ...]
     description: str
+    history: bool = False
 
 
 _C, _N = FeatureKind.CATEGORICAL, FeatureKind.NUMERIC
+
+_HISTORY_SOURCES = ("flights.origin", "flights.carrier", "flights.arr_time", "flights.arr_delay")
+
+
+def _origin_status() -> tuple[Feature, ...]:
+    """The origin-status features: recent outcomes of other flights from the same origin."""
+    described = {
+        "origin_arr_delay_3h": "mean arrival delay of the flights from this origin that "
+        "arrived in the 3 h before this flight's scheduled departure, minutes",
+        "origin_late_share_3h": "share of those flights more than 15 min late (3 h)",
+        "origin_arr_delay_6h": "the same mean arrival delay over 6 h, minutes",
+        "origin_late_share_6h": "share more than 15 min late over 6 h",
+        "origin_arrivals_6h": "number of flights from this origin that arrived in those 6 h",
+        "carrier_arr_delay_6h": "mean arrival delay over 6 h of this carrier's flights from "
+        "this origin, minutes",
+        "carrier_late_share_6h": "share of those flights more than 15 min late (6 h)",
+    }
+    return tuple(
+        Feature(name, _N, "", _HISTORY_SOURCES, text, history=True)
+        for name, text in described.items()
+    )
+
 
 #: Every feature a spec may use, known at or before the scheduled departure.
 CATALOGUE: dict[str, Feature] = {
@@ -87,6 +113,7 @@ CATALOGUE: dict[str, Feature] = {
         Feature("precip", _N, "w.precip_in", ("weather.precip",), "precipitation, inches"),
         Feature("pressure", _N, "w.pressure_mb", ("weather.pressure",), "pressure, millibars"),
         Feature("visib", _N, "w.visibility_mi", ("weather.visib",), "visibility, miles"),
+        *_origin_status(),
     )
 }
 
@@ -158,7 +185,12 @@ def check_policy(features: Iterable[Feature], policy: DataPolicy) -> None:
     for feature in features:
         for source in feature.sources:
             table, column = source.split(".", 1)
-            if column not in policy.training_features(table):
+            allowed = (
+                policy.history_sources(table)
+                if feature.history
+                else policy.training_features(table)
+            )
+            if column not in allowed:
                 refused.append(f"{feature.name} <- {source}")
     if refused:
         raise VigieError(

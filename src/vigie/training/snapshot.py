@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.training import origin_status
 from vigie.training.features import TARGET_COLUMN, TARGET_SQL, Feature, FeatureKind
 from vigie.training.spec import ModelSpec
 from vigie.warehouse.connection import connect
@@ -78,11 +79,24 @@ class Snapshot:
 
 
 def snapshot_sql(features: list[Feature]) -> str:
-    """The query of a snapshot: keys, features and target, arrived flights, by flight_key."""
+    """The query of a snapshot: keys, features and target, arrived flights, by flight_key.
+
+    Origin-status features come out NULL with the flight's origin and carrier beside them,
+    for :func:`vigie.training.origin_status.fill`.
+    """
     columns = ["f.flight_key AS flight_key", "f.sched_dep_utc AS sched_dep_utc"]
-    columns += [f"{f.sql} AS {f.name}" for f in features]
+    columns += [feature_column(f) for f in features]
+    if any(f.history for f in features):
+        columns += origin_status.TARGET_COLUMNS
     columns.append(f"{TARGET_SQL} AS {TARGET_COLUMN}")
     return "SELECT " + ",\n  ".join(columns) + _FROM
+
+
+def feature_column(feature: Feature) -> str:
+    """The select-list entry of one feature (NULL for an origin-status one, filled later)."""
+    if feature.history:
+        return f"CAST(NULL AS DOUBLE) AS {feature.name}"
+    return f"{feature.sql} AS {feature.name}"
 
 
 def snapshot_schema(features: list[Feature]) -> pa.Schema:
@@ -131,6 +145,9 @@ def build_snapshot(settings: Settings, spec: ModelSpec, start: date, end: date) 
         if warehouse.dialect == "duckdb":
             warehouse.execute("SET enable_progress_bar = false")
         raw = warehouse.query_arrow(snapshot_sql(features), [start, end])
+        history = [f.name for f in features if f.history]
+        if history:
+            raw = origin_status.fill(raw, history, origin_status.load_events(warehouse, start, end))
     finally:
         warehouse.close()
     if raw.num_rows == 0:

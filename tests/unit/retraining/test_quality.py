@@ -48,6 +48,13 @@ def _frame(spec: ModelSpec, rows: int = 200) -> pd.DataFrame:
         "precip": 0.0,
         "pressure": 1012.0,
         "visib": 10.0,
+        "origin_arr_delay_3h": 4.0,
+        "origin_late_share_3h": 0.2,
+        "origin_arr_delay_6h": 6.0,
+        "origin_late_share_6h": 0.25,
+        "origin_arrivals_6h": 80.0,
+        "carrier_arr_delay_6h": 3.0,
+        "carrier_late_share_6h": 0.2,
     }
     for name in spec.features:
         data[name] = [categorical[name]] * rows if name in categorical else numeric[name]

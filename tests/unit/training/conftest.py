@@ -58,8 +58,25 @@ def synthetic_frame(rows: int, seed: int = 0) -> pd.DataFrame:
             "pressure": rng.normal(1015, 8, rows),
             "visib": np.where(precip > 0, rng.uniform(1, 10, rows), 10.0),
             "arr_delay": np.where(late, rng.uniform(16, 120, rows), rng.uniform(-30, 15, rows)),
+            **_origin_status(rng, rows, late),
         }
     )
+
+
+def _origin_status(rng: np.random.Generator, rows: int, late: np.ndarray) -> dict[str, np.ndarray]:
+    """Origin-status columns: recent delays at the origin, higher before a late flight."""
+    recent = rng.normal(5, 15, rows) + 20 * late
+    missing = rng.random(rows) < 0.1
+    columns: dict[str, np.ndarray] = {}
+    for hours in (3, 6):
+        columns[f"origin_arr_delay_{hours}h"] = np.where(missing, np.nan, recent)
+        columns[f"origin_late_share_{hours}h"] = np.where(
+            missing, np.nan, np.clip(recent / 60 + 0.2, 0, 1)
+        )
+    columns["origin_arrivals_6h"] = rng.integers(0, 120, rows).astype(float)
+    columns["carrier_arr_delay_6h"] = np.where(missing, np.nan, recent + rng.normal(0, 5, rows))
+    columns["carrier_late_share_6h"] = columns["origin_late_share_6h"]
+    return columns
 
 
 @pytest.fixture

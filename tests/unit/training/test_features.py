@@ -52,7 +52,12 @@ def test_every_catalogue_feature_maps_to_sources_the_policy_allows_for_training(
     for feature in CATALOGUE.values():
         for source in feature.sources:
             table, column = source.split(".", 1)
-            assert column in policy.training_features(table), f"{feature.name} <- {source}"
+            allowed = (
+                policy.history_sources(table)
+                if feature.history
+                else policy.training_features(table)
+            )
+            assert column in allowed, f"{feature.name} <- {source}"
     check_policy(CATALOGUE.values(), policy)
 
 
