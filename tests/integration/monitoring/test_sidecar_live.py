@@ -38,7 +38,8 @@ from .conftest import StartPrometheus
 from .prometheus_server import ScrapeTarget
 
 ROWS = 400  # window size
-# A July afternoon: the weather, the month and the calendar all move (12 of 22 features).
+# A stormy July afternoon: the weather, the month, the calendar and the origin's recent
+# delays all move (18 of the 29 features).
 HOT = {
     "temp": 88.0,
     "dewp": 70.0,
@@ -52,6 +53,12 @@ HOT = {
     "month": 7,
     "day": 15,
     "day_of_week": 1,
+    "origin_arr_delay_3h": 45.0,
+    "origin_late_share_3h": 0.6,
+    "origin_arr_delay_6h": 40.0,
+    "origin_late_share_6h": 0.55,
+    "carrier_arr_delay_6h": 50.0,
+    "carrier_late_share_6h": 0.6,
 }
 
 
