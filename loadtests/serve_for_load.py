@@ -138,11 +138,7 @@ def write_flights(settings: Settings, path: Path) -> None:
     warehouse = connect(settings.resolved_warehouse_url, read_only=True)
     try:
         raw = warehouse.query_arrow(snapshot_sql(list(CATALOGUE.values())), list(WINDOW))
-        raw = origin_status.fill(
-            raw,
-            [f.name for f in CATALOGUE.values() if f.history],
-            origin_status.load_events(warehouse, *WINDOW),
-        )
+        raw = origin_status.add_to(warehouse, raw, list(CATALOGUE.values()), *WINDOW)
     finally:
         warehouse.close()
     table = pa.table(

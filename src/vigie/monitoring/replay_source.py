@@ -23,7 +23,7 @@ from vigie.errors import ErrorCode, VigieError
 from vigie.registry import Registry
 from vigie.training import origin_status
 from vigie.training.features import CATALOGUE, Feature, FeatureKind
-from vigie.training.snapshot import feature_column
+from vigie.training.snapshot import feature_columns
 from vigie.warehouse.connection import connect
 
 #: ``arrival_us`` of a flight without an actual arrival (cancelled, diverted).
@@ -102,9 +102,7 @@ def feature_defs(models: dict[str, tuple[str, ...]]) -> list[Feature]:
 
 def window_sql(features: list[Feature]) -> str:
     """The query of a replay window: keys, timing, labels and features, by departure."""
-    columns = [*_KEYS, *(feature_column(f) for f in features)]
-    if any(f.history for f in features):
-        columns += origin_status.TARGET_COLUMNS
+    columns = [*_KEYS, *feature_columns(features)]
     return "SELECT " + ",\n  ".join(columns) + _FROM
 
 
@@ -125,13 +123,9 @@ def load_window(
         if warehouse.dialect == "duckdb":
             warehouse.execute("SET enable_progress_bar = false")
         table = warehouse.query_arrow(window_sql(features), [start, end])
-        history = [f.name for f in features if f.history]
-        if history:
-            # What the outcome stream had delivered by each flight's scheduled departure:
-            # the same events and the same strict cutoff as the training snapshots.
-            table = origin_status.fill(
-                table, history, origin_status.load_events(warehouse, start, end)
-            )
+        # What the outcome stream had delivered by each flight's scheduled departure:
+        # the same events and the same strict cutoff as the training snapshots.
+        table = origin_status.add_to(warehouse, table, features, start, end)
     finally:
         warehouse.close()
     return window_from_arrow(table, features)

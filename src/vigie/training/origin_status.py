@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from vigie.training.features import Feature
 from vigie.warehouse.connection import Warehouse
 
 #: The feature names this module computes, in catalogue order.
@@ -197,6 +198,17 @@ def _own_position(
 
 #: Columns a star-schema query adds for :func:`fill` (the flight's origin and carrier).
 TARGET_COLUMNS = ("f.origin_code AS status_origin", "f.carrier_code AS status_carrier")
+
+
+def add_to(
+    warehouse: Warehouse, table: pa.Table, features: list[Feature], first: date, last: date
+) -> pa.Table:
+    """``table`` (flights scheduled from ``first`` to ``last``) with its origin-status
+    features computed from the warehouse's arrivals; unchanged when ``features`` has none."""
+    names = [f.name for f in features if f.history]
+    if not names:
+        return table
+    return fill(table, names, load_events(warehouse, first, last))
 
 
 def fill(

@@ -85,18 +85,21 @@ def snapshot_sql(features: list[Feature]) -> str:
     for :func:`vigie.training.origin_status.fill`.
     """
     columns = ["f.flight_key AS flight_key", "f.sched_dep_utc AS sched_dep_utc"]
-    columns += [feature_column(f) for f in features]
-    if any(f.history for f in features):
-        columns += origin_status.TARGET_COLUMNS
+    columns += feature_columns(features)
     columns.append(f"{TARGET_SQL} AS {TARGET_COLUMN}")
     return "SELECT " + ",\n  ".join(columns) + _FROM
 
 
-def feature_column(feature: Feature) -> str:
-    """The select-list entry of one feature (NULL for an origin-status one, filled later)."""
-    if feature.history:
-        return f"CAST(NULL AS DOUBLE) AS {feature.name}"
-    return f"{feature.sql} AS {feature.name}"
+def feature_columns(features: list[Feature]) -> list[str]:
+    """The select-list entries of ``features``: an origin-status one is NULL, with the
+    flight's origin and carrier added once for :func:`origin_status.add_to` to fill it."""
+    columns = [
+        f"CAST(NULL AS DOUBLE) AS {f.name}" if f.history else f"{f.sql} AS {f.name}"
+        for f in features
+    ]
+    if any(f.history for f in features):
+        columns += origin_status.TARGET_COLUMNS
+    return columns
 
 
 def snapshot_schema(features: list[Feature]) -> pa.Schema:
@@ -145,9 +148,7 @@ def build_snapshot(settings: Settings, spec: ModelSpec, start: date, end: date) 
         if warehouse.dialect == "duckdb":
             warehouse.execute("SET enable_progress_bar = false")
         raw = warehouse.query_arrow(snapshot_sql(features), [start, end])
-        history = [f.name for f in features if f.history]
-        if history:
-            raw = origin_status.fill(raw, history, origin_status.load_events(warehouse, start, end))
+        raw = origin_status.add_to(warehouse, raw, features, start, end)
     finally:
         warehouse.close()
     if raw.num_rows == 0:
