@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, create_model
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.log import ConsoleFormatter, JsonFormatter
+from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
 from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, codec, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane, new_request_id
@@ -212,12 +212,15 @@ def _configure_logging(settings: Settings) -> None:
     use_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
+    formatter = JsonFormatter() if use_json else ConsoleFormatter()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if use_json else ConsoleFormatter())
+    handler.setFormatter(formatter)
     root = logging.getLogger("vigie")
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     root.propagate = False
+    # A line per request: formatted and written off the request's path, in batches.
+    background_access_logs(formatter, sys.stderr)
 
 
 def _values(items: list[Any]) -> Any:

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(
         default=2.0, ge=0.0, description="Longest a row waits for its batch to fill."
     )
+    inline_batch_rows: int = Field(
+        default=256,
+        ge=0,
+        description="Batches up to this many rows run on the worker's event loop (no thread "
+        "hop: cheaper for a small model); larger ones in a thread. 0: always in a thread.",
+    )
     max_request_rows: int = Field(default=4096, ge=1, description="Rows allowed per request.")
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="Request size limit.")
     max_string_length: int = Field(default=64, ge=1, description="Longest string input.")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
+import collections
 import json
 import logging
 import sys
+import threading
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
+
+import orjson
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -24,7 +30,10 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+            return json.dumps(entry, default=str)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -34,6 +43,91 @@ class ConsoleFormatter(logging.Formatter):
         extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _RESERVED)
         line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()}"
         return f"{line} {extras}".rstrip()
+
+
+class BackgroundHandler(logging.Handler):
+    """Formats and writes records in a daemon thread, many lines per write.
+
+    For loggers with a line per request (the access logs): the request pays for creating
+    the record, not for formatting it or for the write. Records wait at most
+    ``interval_s``; :meth:`flush` (also run at exit) writes what waits. Bounded: when
+    ``capacity`` records wait, further ones are dropped and counted in :attr:`dropped`.
+    A record's message and ``extra`` fields are read when it is written, so they must be
+    values nobody changes afterwards (strings and numbers, as access lines are).
+    """
+
+    def __init__(self, stream: TextIO, *, capacity: int = 10_000, interval_s: float = 0.05):
+        super().__init__()
+        self.stream = stream
+        self.dropped = 0
+        self._capacity = capacity
+        self._interval_s = interval_s
+        self._records: collections.deque[logging.LogRecord] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        atexit.register(self.flush)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record (never blocks on the stream)."""
+        if len(self._records) >= self._capacity:
+            self.dropped += 1
+            return
+        self._records.append(record)
+        if self._thread is None:
+            self._start()
+
+    def flush(self) -> None:
+        """Write every waiting record now."""
+        lines = []
+        while self._records:
+            record = self._records.popleft()
+            try:
+                lines.append(self.format(record))
+            except Exception:  # a bad record must not stop the others
+                self.handleError(record)
+        if not lines:
+            return
+        lock = self.lock
+        assert lock is not None  # made by Handler.__init__
+        with lock:
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed stream at exit: nothing to write to
+                pass
+
+    def close(self) -> None:
+        """Write what waits, then close."""
+        self.flush()
+        super().close()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="vigie-log-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._interval_s)
+            self.flush()
+
+
+#: Loggers with one line per request, written by a :class:`BackgroundHandler`.
+ACCESS_LOGGERS = ("vigie.serving.grpc.access", "vigie.serving.rest.access")
+
+
+def background_access_logs(formatter: logging.Formatter, stream: TextIO) -> BackgroundHandler:
+    """Send the access loggers' lines to ``stream`` through one background writer."""
+    handler = BackgroundHandler(stream)
+    handler.setFormatter(formatter)
+    for name in ACCESS_LOGGERS:
+        access = logging.getLogger(name)
+        access.handlers[:] = [handler]
+        access.propagate = False
+    return handler
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:

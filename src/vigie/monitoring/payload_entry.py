@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+import orjson
+
 
 @dataclass(frozen=True)
 class PayloadEntry:
@@ -58,26 +60,30 @@ class PayloadSink(Protocol):
         """Release connections and files."""
 
 
+#: numpy arrays of numbers and booleans written natively; keys need not be strings.
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
 def encode_entry(entry: Mapping[str, Any]) -> bytes:
     """The entry as one line of strict JSON (no NaN: non-finite numbers become null).
 
-    Arrays (anything with ``tolist``) become lists, dates ISO strings, anything else
-    its ``str``: an entry is never refused for its content.
+    numpy arrays become lists (numeric ones without a Python copy), dates ISO strings,
+    anything else its ``str``: an entry is never refused for its content.
     """
     try:
-        text = json.dumps(entry, separators=(",", ":"), allow_nan=False, default=_plain)
-    except ValueError:
-        text = json.dumps(_finite(entry), separators=(",", ":"), allow_nan=False, default=_plain)
-    return text.encode("utf-8")
+        return orjson.dumps(entry, default=_plain, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the slow, sure way
+        text = json.dumps(_finite(entry), separators=(",", ":"), allow_nan=False, default=str)
+        return text.encode("utf-8")
 
 
 def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return _finite(value.tolist())
+    if hasattr(value, "tolist"):  # numpy arrays orjson does not write itself (objects)
+        return value.tolist()
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, set | frozenset | tuple):
-        return _finite(list(value))
+        return list(value)
     return str(value)
 
 

@@ -1,9 +1,13 @@
 """The payload log: every prediction, written asynchronously, never in a request's way.
 
-:meth:`PayloadLog.log` only governs the entry (the caller pseudonymised, the API key
-dropped, as the data policy's ``services`` table says), stamps it and appends it to a
-bounded in-memory buffer; when the buffer is full the entry is dropped and counted. A
-background asyncio task drains the buffer in batches into the sink, in a worker thread:
+:meth:`PayloadLog.log` only numbers and times the entry and appends it to a bounded
+in-memory buffer; when the buffer is full the entry is dropped and counted. The entry may
+be a function that builds it: the serving path hands over its request and answer that way,
+so building, governing (the caller pseudonymised, the API key dropped, as the data
+policy's ``services`` table says) and encoding happen in the writer, off the request's
+path. A background asyncio task drains the buffer in batches into the sink, in a worker
+thread, waiting up to ``linger_s`` for a batch to fill so that a quiet server does not pay
+one write and one fsync per prediction:
 local segment files (:mod:`vigie.monitoring.segments`) when ``VIGIE_STREAM_URL`` is unset,
 a Redis stream (:mod:`vigie.monitoring.payload_stream`) when it is ``redis://...``. A
 failed batch stays at the head of the buffer and is retried with exponential backoff, so
@@ -24,6 +28,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -59,6 +64,9 @@ _IDLE_POLL_S = 0.05
 _log = logging.getLogger(__name__)
 
 Hook = Callable[[int], object]
+
+#: What :meth:`PayloadLog.log` takes: an entry, or a function that builds it.
+Loggable = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 
 
 class _Governance:
@@ -100,6 +108,7 @@ class PayloadLog:
         batch_size: Most entries per write.
         retry_initial_s: First wait after a failed write; doubles up to ``retry_max_s``.
         retry_max_s: Longest wait between two tries.
+        linger_s: Longest the writer waits for a batch to fill before writing what it has.
 
     Raises:
         VigieError: CONFIGURATION for an unsupported ``stream_url`` scheme, an invalid
@@ -118,6 +127,7 @@ class PayloadLog:
         batch_size: int = 256,
         retry_initial_s: float = 0.05,
         retry_max_s: float = 2.0,
+        linger_s: float = 0.02,
     ) -> None:
         self._sink = sink if sink is not None else open_sink(settings, stream=stream)
         self._governance = _Governance(settings)
@@ -125,7 +135,9 @@ class PayloadLog:
         self._hooks = {"written": on_written, "dropped": on_dropped, "buffered": on_buffered}
         self._batch_size = batch_size
         self._retry = (retry_initial_s, retry_max_s)
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._linger_s = linger_s
+        #: (entry or builder, seq, time.time() when logged), oldest first.
+        self._buffer: deque[tuple[Loggable, int, float]] = deque()
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._written = self._dropped = self._failures = 0
@@ -164,29 +176,48 @@ class PayloadLog:
         self._loop_thread = threading.get_ident()
         self._task = asyncio.create_task(self._drain(), name="vigie-payload-log")
 
-    def log(self, entry: Mapping[str, Any]) -> None:
+    def log(self, entry: Loggable) -> None:
         """Queue one entry for writing; never blocks, never raises.
 
-        Safe from any thread. The entry gets ``seq``, ``writer`` and ``logged_at``;
-        ``caller`` is pseudonymised and ``api_key`` dropped (per the data policy).
+        Safe from any thread. ``entry`` is the entry, or a function returning it, called
+        later in the writer thread (it must only read data nobody changes afterwards). The
+        written entry gets ``seq``, ``writer`` and ``logged_at`` (this call's time);
+        ``caller`` is pseudonymised and ``api_key`` dropped (per the data policy). An entry
+        that cannot be built is dropped, counted and logged, never written half.
         """
-        try:
-            record = self._governance.apply(entry)
-            record["logged_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
-            record["writer"] = self._writer_id
-        except Exception:  # a request must never fail for its payload log
-            _log.exception("payload entry could not be prepared; dropping it")
-            self._count_dropped(1)
-            return
+        stamp = time.time()
         with self._lock:
-            record["seq"] = next(self._seq)
+            seq = next(self._seq)
             accepted = not self._closed and len(self._buffer) < self._capacity
             if accepted:
-                self._buffer.append(record)
+                self._buffer.append((entry, seq, stamp))
         if not accepted:
             self._count_dropped(1)
         elif self._wakeup is not None and threading.get_ident() == self._loop_thread:
             self._wakeup.set()  # other threads are picked up by the writer's polling
+
+    def _prepare(self, item: tuple[Loggable, int, float]) -> dict[str, Any] | None:
+        """The governed, stamped record of a buffered item; None when it cannot be built."""
+        entry, seq, stamp = item
+        try:
+            record = self._governance.apply(entry() if callable(entry) else entry)
+            record["logged_at"] = datetime.fromtimestamp(stamp, UTC).isoformat(
+                timespec="microseconds"
+            )
+            record["writer"] = self._writer_id
+            record["seq"] = seq
+        except Exception:  # a request must never fail for its payload log
+            _log.exception("payload entry %d could not be prepared; dropping it", seq)
+            return None
+        return record
+
+    def _write(self, batch: list[tuple[Loggable, int, float]]) -> int:
+        """Build and write one batch (in the writer thread); the entries dropped."""
+        records = [self._prepare(item) for item in batch]
+        kept = [record for record in records if record is not None]
+        if kept:
+            self._sink.write(kept)
+        return len(records) - len(kept)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting entries, write what can be written within ``timeout`` seconds,
@@ -220,8 +251,11 @@ class PayloadLog:
                     return
                 await self._idle()
                 continue
+            if len(batch) < self._batch_size and not self._stopping:
+                await asyncio.sleep(self._linger_s)  # let a batch form: one write, one fsync
+                batch = self._peek()
             try:
-                await asyncio.to_thread(self._sink.write, batch)
+                unbuildable = await asyncio.to_thread(self._write, batch)
             except Exception as err:  # any sink failure: keep the batch, back off, retry
                 self._on_failure(err, delay)
                 await asyncio.sleep(delay)
@@ -230,7 +264,7 @@ class PayloadLog:
             if delay != self._retry[0]:
                 _log.info("payload sink is writing again", extra={"buffered": self.buffered})
             delay = self._retry[0]
-            self._commit(len(batch))
+            self._commit(len(batch), unbuildable)
 
     async def _idle(self) -> None:
         assert self._wakeup is not None
@@ -239,16 +273,18 @@ class PayloadLog:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), _IDLE_POLL_S)
 
-    def _peek(self) -> list[dict[str, Any]]:
+    def _peek(self) -> list[tuple[Loggable, int, float]]:
         with self._lock:
             return list(itertools.islice(self._buffer, self._batch_size))
 
-    def _commit(self, count: int) -> None:
+    def _commit(self, count: int, unbuildable: int = 0) -> None:
         with self._lock:
             for _ in range(count):
                 self._buffer.popleft()
-        self._written += count
-        self._call("written", count)
+        self._written += count - unbuildable
+        self._call("written", count - unbuildable)
+        if unbuildable:
+            self._count_dropped(unbuildable)
 
     def _on_failure(self, err: Exception, delay: float) -> None:
         self._failures += 1

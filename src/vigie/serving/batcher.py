@@ -1,11 +1,16 @@
 """Adaptive batching of one model version's requests, whatever protocol they came by.
 
 Requests queue with their rows; the batcher joins queued requests into one ONNX Runtime
-call of at most ``max_rows`` rows (a 256-row request takes 256 of them, not one slot) and
-runs it in a worker thread. It is adaptive: while no batch is computing, whatever is
-queued goes at once (an idle server adds no wait); while one computes, the next batch
-collects rows for at most ``max_wait_s`` or until it is full. A request larger than
-``max_rows`` forms a batch of its own and is never split.
+call of at most ``max_rows`` rows (a 256-row request takes 256 of them, not one slot). It
+is adaptive: while no batch is computing, whatever is queued goes at once (an idle server
+adds no wait); while one computes, the next batch collects rows for at most
+``max_wait_s`` or until it is full. A request larger than ``max_rows`` forms a batch of its
+own and is never split. A caller alone on an idle batcher may skip the queue altogether
+(:meth:`Batcher.compute_now`).
+
+Where a batch runs: up to ``inline_rows`` rows on the event loop itself (for a small model
+a call takes tens of microseconds, less than handing it to a thread and back, which also
+costs a GIL hand-over each way), larger batches in ``executor``.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ class Batcher:
         version: Version id (a metric label).
         max_rows: Most rows in one batch.
         max_wait_s: Longest the next batch collects rows while another one computes.
-        executor: Where ``compute`` runs (a thread pool shared by the data plane).
+        executor: Where batches above ``inline_rows`` run (a thread pool shared by the
+            data plane).
         concurrency: Batches computing at the same time.
+        inline_rows: Batches up to this many rows run on the event loop (0: none).
     """
 
     def __init__(
@@ -69,8 +76,10 @@ class Batcher:
         max_wait_s: float,
         executor: Executor | None = None,
         concurrency: int = 2,
+        inline_rows: int = 0,
     ) -> None:
         self._compute = compute
+        self._inline_rows = inline_rows
         self.name = f"{model} version {version}"
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
@@ -112,6 +121,30 @@ class Batcher:
         self._queue.append(_Item(columns, rows, future))
         self._arrived.set()
         return future
+
+    def compute_now(
+        self, columns: dict[str, npt.NDArray[Any]], rows: int
+    ) -> npt.NDArray[np.float32] | None:
+        """Predict at once, on the event loop, when nothing is queued or computing.
+
+        For a caller that knows it is alone (no other request in flight): waiting for a
+        batch to form would only add latency. Returns None when the batcher is busy or
+        closed, or the request is above ``inline_rows``; then :meth:`submit` it.
+
+        Raises:
+            VigieError: INTERNAL when the model fails (the error is logged).
+        """
+        if self._queue or self._computing or self._closing or rows > self._inline_rows:
+            return None
+        self._wait.observe(0.0)
+        self._batch_rows.observe(rows)
+        try:
+            outputs = self._timed(columns)
+        except Exception as err:
+            raise _failure(err, self.name) from err
+        if outputs.shape[0] != rows:
+            raise _failure(RuntimeError(f"{outputs.shape[0]} outputs for {rows} rows"), self.name)
+        return outputs
 
     async def stop(self) -> None:
         """Refuse new requests, finish every queued and computing one, then stop."""
@@ -170,9 +203,12 @@ class Batcher:
             columns = _concatenate([item.columns for item in live])
             rows = sum(item.rows for item in live)
             self._batch_rows.observe(rows)
-            loop = asyncio.get_running_loop()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._timed, columns)
+                if rows <= self._inline_rows:
+                    outputs = self._timed(columns)
+                else:
+                    loop = asyncio.get_running_loop()
+                    outputs = await loop.run_in_executor(self._executor, self._timed, columns)
             except Exception as err:  # any model failure fails this batch only
                 _fail(live, err, self.name)
                 return
@@ -205,13 +241,16 @@ def _resolve(items: list[_Item], outputs: npt.NDArray[np.float32], rows: int, na
         offset += item.rows
 
 
-def _fail(items: list[_Item], err: Exception, name: str) -> None:
+def _failure(err: Exception, name: str) -> VigieError:
+    """Log a failed batch; the error its requests get."""
     logger.error("batch of %s failed: %s", name, err, exc_info=err)
-    error = (
-        err
-        if isinstance(err, VigieError)
-        else VigieError(ErrorCode.INTERNAL, f"{name} failed to predict: {type(err).__name__}")
-    )
+    if isinstance(err, VigieError):
+        return err
+    return VigieError(ErrorCode.INTERNAL, f"{name} failed to predict: {type(err).__name__}")
+
+
+def _fail(items: list[_Item], err: Exception, name: str) -> None:
+    error = _failure(err, name)
     for item in items:
         if not item.future.done():
             item.future.set_exception(error)

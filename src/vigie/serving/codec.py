@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -19,8 +19,6 @@ from vigie.serving.types import Datatype, InferResult, ModelMetadata, RawTensor,
 
 #: Datatypes accepted for a numeric (``FP32``) model input; values are cast to float32.
 NUMERIC_DATATYPES = frozenset({"FP32", "FP64", "INT64", "INT32"})
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def invalid(name: str, message: str, **details: Any) -> VigieError:
@@ -54,6 +52,7 @@ def decode_inputs(
     specs = {spec.name: spec for spec in metadata.inputs}
     _check_names(metadata.name, specs, tensors)
     columns: dict[str, npt.NDArray[Any]] = {}
+    numeric: list[RawTensor] = []
     rows: int | None = None
     first = ""
     for tensor in tensors:
@@ -69,8 +68,11 @@ def decode_inputs(
                 expected_rows=rows,
             )
         columns[tensor.name] = _column(spec, tensor, max_string_length=max_string_length)
+        if spec.datatype is not Datatype.BYTES:
+            numeric.append(tensor)
     if rows is None:
         raise VigieError(ErrorCode.INVALID_INPUT, f"the request has no inputs for {metadata.name}")
+    _check_finite(numeric, columns)
     return columns, rows
 
 
@@ -110,7 +112,8 @@ def _rows_of(tensor: RawTensor, *, max_rows: int) -> int:
             f"{rows} rows is above the limit of {max_rows} rows per request; split the batch",
             limit=max_rows,
         )
-    size = int(np.asarray(tensor.data).size)
+    data = tensor.data
+    size = data.size if isinstance(data, np.ndarray) else int(np.asarray(data).size)
     if size != rows:
         raise invalid(
             tensor.name,
@@ -136,8 +139,25 @@ def _column(spec: TensorSpec, tensor: RawTensor, *, max_string_length: int) -> n
 
 
 def _strings(tensor: RawTensor, max_length: int) -> npt.NDArray[Any]:
-    values = np.asarray(tensor.data, dtype=object).reshape(-1)
-    column = np.empty(values.shape[0], dtype=object)
+    data = tensor.data
+    values = data.ravel().tolist() if isinstance(data, np.ndarray) else list(data)
+    try:  # the common case in one pass: str, None, or UTF-8 bytes
+        texts: list[str | None] = [
+            v if v is None or type(v) is str else v.decode("utf-8") for v in values
+        ]
+    except (AttributeError, TypeError, UnicodeDecodeError):
+        texts = _strings_checked(tensor.name, values, max_length)
+    present = cast(list[str], texts if None not in texts else [t for t in texts if t is not None])
+    if present and max(map(len, present)) > max_length:
+        texts = _strings_checked(tensor.name, values, max_length)
+    column = np.empty(len(texts), dtype=object)
+    column[:] = texts
+    return column
+
+
+def _strings_checked(name: str, values: Sequence[Any], max_length: int) -> list[str | None]:
+    """Value by value, raising INVALID_INPUT for the first one that is not a valid string."""
+    texts: list[str | None] = []
     for index, value in enumerate(values):
         if value is None:
             text = None
@@ -145,40 +165,55 @@ def _strings(tensor: RawTensor, max_length: int) -> npt.NDArray[Any]:
             try:
                 text = bytes(value).decode("utf-8")
             except UnicodeDecodeError as err:
-                raise invalid(tensor.name, f"row {index} is not valid UTF-8") from err
+                raise invalid(name, f"row {index} is not valid UTF-8") from err
         elif isinstance(value, str):
-            text = value
+            text = str(value)
         else:
             raise invalid(
-                tensor.name, f"row {index} is {type(value).__name__}, a string (or null) expected"
+                name, f"row {index} is {type(value).__name__}, a string (or null) expected"
             )
         if text is not None and len(text) > max_length:
             raise invalid(
-                tensor.name,
+                name,
                 f"row {index} is {len(text)} characters long; the limit is {max_length}",
                 limit=max_length,
             )
-        column[index] = text
-    return column
+        texts.append(text)
+    return texts
 
 
 def _numbers(tensor: RawTensor) -> npt.NDArray[np.float32]:
-    data = np.asarray(tensor.data)
+    """The column as float32 (infinity and values beyond float32 become inf here, and are
+    refused by :func:`_check_finite`, once for all numeric inputs)."""
+    data = tensor.data if isinstance(tensor.data, np.ndarray) else np.asarray(tensor.data)
     if data.dtype == object:
         data = np.asarray([_number(tensor.name, i, v) for i, v in enumerate(data.reshape(-1))])
     elif data.dtype.kind not in "iuf":
         raise invalid(tensor.name, f"values of type {data.dtype} given, numbers expected")
-    wide = data.reshape(-1)
-    # One comparison refuses infinity and values beyond float32; NaN (missing) compares false.
-    bad = np.abs(wide) > _FLOAT32_MAX
-    if bad.any():
-        index = int(np.argmax(bad))
-        raise invalid(
-            tensor.name,
-            f"row {index} is {wide[index]}; a finite float32 number (or null/NaN for missing) "
-            "is expected",
-        )
-    return wide.astype(np.float32)
+    with np.errstate(over="ignore"):
+        return data.reshape(-1).astype(np.float32, copy=False)
+
+
+def _check_finite(numeric: list[RawTensor], columns: dict[str, npt.NDArray[Any]]) -> None:
+    """Refuse infinity, and numbers beyond float32, in any numeric column; NaN is missing.
+
+    One check over every numeric column; the slow search for the culprit only on failure.
+    """
+    if not numeric:
+        return
+    joined = np.concatenate([columns[tensor.name] for tensor in numeric])
+    if not np.isinf(joined).any():
+        return
+    for tensor in numeric:
+        bad = np.isinf(columns[tensor.name])
+        if bad.any():
+            index = int(np.argmax(bad))
+            sent = np.asarray(tensor.data, dtype=object).reshape(-1)[index]
+            raise invalid(
+                tensor.name,
+                f"row {index} is {sent}; a finite float32 number (or null/NaN for missing) "
+                "is expected",
+            )
 
 
 def _number(name: str, index: int, value: Any) -> float:

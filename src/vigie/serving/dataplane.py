@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
-import math
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -50,8 +50,9 @@ ROW_IDS_PARAMETER = "row_ids"
 class PayloadSink(Protocol):
     """Where prediction records go (``vigie.monitoring.payload_log.PayloadLog``)."""
 
-    def log(self, entry: dict[str, Any]) -> None:
-        """Queue one entry; never blocks, never raises."""
+    def log(self, entry: Callable[[], dict[str, Any]]) -> None:
+        """Queue a function building one entry (called later, off the request's path);
+        never blocks, never raises."""
 
 
 class ServingDataPlane:
@@ -83,6 +84,7 @@ class ServingDataPlane:
         self._watcher: asyncio.Task[None] | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
         self._started = False
+        self._in_flight = 0  # infer calls in progress in this worker
         self._metric_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._routed_children: dict[tuple[str, str], Any] = {}
 
@@ -188,6 +190,7 @@ class ServingDataPlane:
         start = time.perf_counter()
         model_label = self.metric_model(request.model)
         version = ""
+        self._in_flight += 1
         try:
             ids = request_row_ids(request)
             decision, loaded, outputs = await self._predict(request)
@@ -195,6 +198,8 @@ class ServingDataPlane:
         except VigieError as err:
             self.record_failure(request.protocol.value, request.model, err, version=version)
             raise
+        finally:
+            self._in_flight -= 1
         elapsed = time.perf_counter() - start
         succeeded, duration = self._success_metrics(request.protocol.value, model_label, version)
         succeeded.inc()
@@ -212,11 +217,20 @@ class ServingDataPlane:
             try:
                 decision, loaded = await self._select(request)
                 _check_columns(loaded, request)
+                if self._in_flight == 1:
+                    # Requests that arrived with this one get one step to come in; alone
+                    # still, it predicts at once rather than queueing for a batch of one.
+                    await asyncio.sleep(0)
+                    if self._in_flight == 1:
+                        now = loaded.batcher.compute_now(request.columns, request.rows)
+                        if now is not None:
+                            return decision, loaded, now
                 future = loaded.batcher.submit(request.columns, request.rows)
             except BatcherClosed:
                 continue
             try:
-                outputs = await asyncio.wait_for(future, self._settings.request_timeout_s)
+                async with asyncio.timeout(self._settings.request_timeout_s):
+                    outputs = await future
             except TimeoutError as err:
                 raise VigieError(
                     ErrorCode.UNAVAILABLE,
@@ -276,7 +290,10 @@ class ServingDataPlane:
         if self._payload_log is None:
             return
         try:
-            self._payload_log.log(payload_entry(request, result, route, elapsed, row_ids=ids))
+            # Built in the payload log's writer, not here: the request pays for a tuple.
+            self._payload_log.log(
+                partial(payload_entry, request, result, route, elapsed, row_ids=ids, at=time.time())
+            )
         except Exception as err:  # the payload log must never fail a prediction
             logger.warning("payload log refused an entry: %s", err)
 
@@ -385,34 +402,32 @@ def payload_entry(
     elapsed: float,
     *,
     row_ids: list[str] | None = None,
+    at: float | None = None,
 ) -> dict[str, Any]:
-    """The payload-log record of one answer (JSON-ready; NaN becomes null).
+    """The payload-log record of one answer.
 
-    ``row_ids`` (from :func:`request_row_ids`) is recorded only when the request named its rows.
+    Inputs and outputs stay numpy columns: :func:`~vigie.monitoring.payload_entry.encode_entry`
+    writes them as JSON lists, NaN as null. ``at`` is when the answer was given
+    (``time.time()``; default now). ``row_ids`` (from :func:`request_row_ids`) is recorded
+    only when the request named its rows.
     """
+    when = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
     entry: dict[str, Any] = {
         "request_id": request.id,
-        "time": datetime.now(UTC).isoformat(),
+        "time": when.isoformat(),
         "protocol": request.protocol.value,
         "model": result.model,
         "version": result.version,
         "route": route.value,
         "rows": request.rows,
-        "inputs": {name: _plain(column) for name, column in request.columns.items()},
-        "outputs": {name: _plain(values) for name, values in result.outputs.items()},
+        "inputs": dict(request.columns),
+        "outputs": dict(result.outputs),
         "latency_ms": round(elapsed * 1000.0, 3),
         "caller": request.caller,
     }
     if row_ids is not None:
         entry["row_ids"] = row_ids
     return entry
-
-
-def _plain(column: npt.NDArray[Any]) -> list[Any]:
-    values = column.tolist()
-    if column.dtype.kind == "f":
-        return [None if math.isnan(v) else v for v in values]
-    return list(values)
 
 
 def new_request_id() -> str:

@@ -93,8 +93,8 @@ def fill_parameters(target: Any, values: Mapping[str, Any]) -> None:
 
 
 def _checked_shape(name: str, shape: Iterable[int]) -> tuple[int, ...]:
-    dims = tuple(int(d) for d in shape)
-    if any(d < 0 for d in dims):
+    dims = tuple(shape)
+    if dims and min(dims) < 0:
         raise _invalid(
             f"input '{name}': shape {list(dims)} has a negative dimension; "
             "expected sizes of 0 or more",
@@ -129,24 +129,24 @@ def split_bytes_elements(name: str, raw: bytes) -> list[bytes]:
         VigieError: INVALID_INPUT naming the input when a length runs past the buffer.
     """
     elements: list[bytes] = []
+    append, unpack, prefix = elements.append, _LENGTH.unpack_from, _LENGTH.size
     offset, end = 0, len(raw)
-    view = memoryview(raw)
     while offset < end:
-        if end - offset < _LENGTH.size:
+        if end - offset < prefix:
             raise _invalid(
                 f"input '{name}': raw BYTES data ends inside a 4-byte length prefix "
                 f"at offset {offset}",
                 input=name,
             )
-        (length,) = _LENGTH.unpack_from(raw, offset)
-        offset += _LENGTH.size
+        (length,) = unpack(raw, offset)
+        offset += prefix
         if length > end - offset:
             raise _invalid(
-                f"input '{name}': raw BYTES element at offset {offset - _LENGTH.size} "
+                f"input '{name}': raw BYTES element at offset {offset - prefix} "
                 f"claims {length} bytes but only {end - offset} remain",
                 input=name,
             )
-        elements.append(bytes(view[offset : offset + length]))
+        append(raw[offset : offset + length])
         offset += length
     return elements
 

@@ -25,6 +25,7 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.serving import grpc_codec
 from vigie.serving.codec import decode_inputs, encode_outputs
+from vigie.serving.fast_decode import decode_raw_inputs
 from vigie.serving.grpc_interceptors import (
     ServingInterceptor,
     current_call,
@@ -117,13 +118,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._check_request(request)
         version = request.model_version or None
         metadata = self._dataplane.model_metadata(request.model_name, version)
-        tensors = grpc_codec.tensors_from_request(request)
-        columns, rows = decode_inputs(
-            metadata,
-            tensors,
-            max_rows=self._max_rows,
-            max_string_length=self._max_string_length,
-        )
+        limits = {"max_rows": self._max_rows, "max_string_length": self._max_string_length}
+        decoded = decode_raw_inputs(request, metadata, **limits)
+        if decoded is None:  # anything unusual: the general path decodes it or says why not
+            decoded = decode_inputs(metadata, grpc_codec.tensors_from_request(request), **limits)
+        columns, rows = decoded
         parameters = grpc_codec.parameters_from_proto(request.parameters)
         requested = _requested_outputs(request, metadata)
         if state is not None:

@@ -10,13 +10,13 @@ are judged later by :func:`vigie.serving.codec.decode_inputs`.
 from __future__ import annotations
 
 import json
-import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from vigie.errors import ErrorCode, VigieError
 from vigie.serving.types import InferResult, ModelMetadata, RawTensor, ServerMetadata
@@ -115,9 +115,12 @@ def _header_length(value: str | None, size: int) -> int | None:
 
 def _json_object(raw: bytes | memoryview) -> dict[str, Any]:
     try:
-        document = json.loads(bytes(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise bad(f"the body is not valid JSON: {err}") from err
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:  # the standard library also reads NaN and Infinity (the codec names them)
+            document = json.loads(bytes(raw))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise bad(f"the body is not valid JSON: {err}") from err
     if not isinstance(document, dict):
         raise bad("the body must be a JSON object with 'inputs'")
     return document
@@ -254,7 +257,8 @@ def infer_response(
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
         else:
-            entry["data"] = [None if math.isnan(v) else v for v in tensor.data.tolist()]
+            # float64, so the numbers read back exactly as before; NaN is written null
+            entry["data"] = np.asarray(tensor.data, dtype=np.float64).reshape(-1)
         outputs.append(entry)
     document: dict[str, Any] = {
         "model_name": result.model,
@@ -264,10 +268,17 @@ def infer_response(
     }
     if result.parameters:
         document["parameters"] = result.parameters
-    header = json.dumps(document, separators=(",", ":")).encode()
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain_json)
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)
+
+
+def _plain_json(value: Any) -> Any:
+    """What orjson does not write itself (a numpy array of objects, a parameter's value)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def server_metadata_json(metadata: ServerMetadata) -> dict[str, Any]:

@@ -81,10 +81,9 @@ def session_compute(onnx: OnnxModel) -> Compute:
     session, output = onnx.session, onnx.output_name
 
     def compute(columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
-        feed = {
-            name: (_texts(column) if name in strings else column).reshape(-1, 1)
-            for name, column in columns.items()
-        }
+        feed = {}
+        for name, column in columns.items():
+            feed[name] = (_texts(column) if name in strings else column).reshape(-1, 1)
         result = session.run([output], feed)[0]
         return np.asarray(result, dtype=np.float32).reshape(-1)
 
@@ -93,9 +92,12 @@ def session_compute(onnx: OnnxModel) -> Compute:
 
 def _texts(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Strings for ONNX Runtime: a missing value is the empty string (out of vocabulary)."""
-    if not any(value is None for value in column):
+    values = column.tolist()
+    if None not in values:
         return column
-    return np.asarray(["" if value is None else value for value in column], dtype=object)
+    texts = np.empty(len(values), dtype=object)
+    texts[:] = ["" if value is None else value for value in values]
+    return texts
 
 
 def warm_up(onnx: OnnxModel, compute: Compute, rows: int) -> None:
@@ -221,6 +223,7 @@ class ModelRepository:
             max_rows=settings.max_batch_rows,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
             executor=self._executor,
+            inline_rows=settings.inline_batch_rows,
         )
         batcher.start()
         loaded = LoadedVersion(

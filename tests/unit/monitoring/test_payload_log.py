@@ -261,3 +261,58 @@ def test_reader_refuses_bad_arguments(
     with pytest.raises(VigieError) as caught:
         read_entries(payload_settings, after=after, limit=limit)
     assert caught.value.code is ErrorCode.INVALID_INPUT
+
+
+def test_a_built_entry_is_built_in_the_writer_governed_and_a_failing_one_dropped(
+    payload_settings: Settings,
+) -> None:
+    """The serving path hands a builder over; building and governing happen off its path."""
+    built_in: list[str] = []
+
+    def builder(i: int) -> Callable[[], dict[str, Any]]:
+        def build() -> dict[str, Any]:
+            built_in.append(threading.current_thread().name)
+            if i == 2:
+                raise ValueError("cannot build")
+            columns = {"distance": np.asarray([1.5, np.nan], dtype=np.float32)}
+            return prediction(i, caller="key_0123456789abcdef", inputs=columns)
+
+        return build
+
+    async def scenario() -> PayloadLog:
+        log = fast(payload_settings, linger_s=0.001)
+        await log.start()
+        for i in range(4):
+            log.log(builder(i))
+        await wait_until(lambda: log.written == 3 and log.dropped == 1, "3 written, 1 dropped")
+        await log.stop()
+        return log
+
+    log = asyncio.run(scenario())
+    assert log.written == 3 and log.dropped == 1
+    assert threading.main_thread().name not in built_in  # never on the loop's thread
+    entries = read_entries(payload_settings, limit=10)
+    assert [e.data["i"] for e in entries] == [0, 1, 3]
+    assert [e.seq for e in entries] == [0, 1, 3]  # the gap says one entry was lost
+    assert entries[0].data["inputs"] == {"distance": [1.5, None]}  # NaN is null
+    expected = Pseudonymizer.from_settings(payload_settings).pseudonymize("key_0123456789abcdef")
+    assert {e.data["caller"] for e in entries} == {expected}
+
+
+def test_the_writer_lingers_so_a_trickle_is_written_in_few_batches(
+    payload_settings: Settings,
+) -> None:
+    sink = BreakableSink(payload_settings.payload_dir)
+
+    async def scenario() -> None:
+        log = fast(payload_settings, sink=sink, linger_s=0.2)
+        await log.start()
+        for i in range(10):
+            log.log(prediction(i))
+            await asyncio.sleep(0.005)
+        await wait_until(lambda: log.written == 10, "10 entries written")
+        await log.stop()
+
+    asyncio.run(scenario())
+    assert [e.data["i"] for e in read_entries(payload_settings, limit=20)] == list(range(10))
+    assert sink.attempts <= 2  # 10 entries 5 ms apart, written within one 200 ms linger

@@ -150,3 +150,47 @@ async def test_a_cancelled_request_does_not_disturb_the_others() -> None:
     model.release.set()
     assert (await kept).tolist() == [4.0] and (await first).tolist() == [0.0]
     await queue.stop()
+
+
+@sync
+async def test_compute_now_runs_on_the_loop_only_when_idle_and_small_enough() -> None:
+    model = SlowModel(gate=False)
+    queue = Batcher(
+        model, model="m", version="1", max_rows=4, max_wait_s=0.5, concurrency=1, inline_rows=2
+    )
+    queue.start()
+    now = queue.compute_now(rows(1, 2), 2)
+    assert now is not None and now.tolist() == [2.0, 4.0] and model.calls == [2]
+    assert queue.compute_now(rows(1, 2, 3), 3) is None  # above inline_rows: queue it
+    pending = queue.submit(rows(5), 1)
+    assert queue.compute_now(rows(1), 1) is None  # something is queued: join the batch
+    assert (await asyncio.wait_for(pending, 2)).tolist() == [10.0]
+    await queue.stop()
+    assert queue.compute_now(rows(1), 1) is None  # closed
+
+
+@sync
+async def test_batches_up_to_inline_rows_run_on_the_loop_and_larger_ones_in_a_thread() -> None:
+    threads: list[str] = []
+
+    def model(columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+        threads.append(threading.current_thread().name)
+        return (columns["x"] * 2).astype(np.float32)
+
+    queue = Batcher(model, model="m", version="1", max_rows=8, max_wait_s=0.0, inline_rows=2)
+    queue.start()
+    assert (await asyncio.wait_for(queue.submit(rows(1, 2), 2), 2)).tolist() == [2.0, 4.0]
+    assert (await asyncio.wait_for(queue.submit(rows(1, 2, 3), 3), 2)).tolist() == [2.0, 4.0, 6.0]
+    await queue.stop()
+    assert threads[0] == threading.current_thread().name != threads[1]
+
+
+@sync
+async def test_a_failing_model_fails_compute_now_with_a_named_error() -> None:
+    def broken(columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+        raise RuntimeError("boom")
+
+    queue = Batcher(broken, model="m", version="1", max_rows=4, max_wait_s=0.0, inline_rows=4)
+    with pytest.raises(VigieError) as caught:
+        queue.compute_now(rows(1), 1)
+    assert caught.value.code is ErrorCode.INTERNAL and "m version 1" in caught.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.monitoring.payload_entry import encode_entry
 from vigie.registry import Registry
 from vigie.serving.dataplane import ServingDataPlane
 from vigie.serving.types import Datatype, InferRequest, Protocol_
@@ -26,8 +28,9 @@ class ListLog:
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
 
-    def log(self, entry: dict[str, Any]) -> None:
-        self.entries.append(entry)
+    def log(self, build: Callable[[], dict[str, Any]]) -> None:
+        # The entry as the payload log writes it: built, then encoded to JSON.
+        self.entries.append(json.loads(encode_entry(build())))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ transport); the gRPC front end hands its string parameters to the same data plan
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.monitoring.payload_entry import encode_entry
 from vigie.registry import Registry
 from vigie.serving import grpc_codec
 from vigie.serving.dataplane import ROW_IDS_PARAMETER, ServingDataPlane, request_row_ids
@@ -30,8 +32,9 @@ class ListLog:
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
 
-    def log(self, entry: dict[str, Any]) -> None:
-        self.entries.append(entry)
+    def log(self, build: Callable[[], dict[str, Any]]) -> None:
+        # The entry as the payload log writes it: built, then encoded to JSON.
+        self.entries.append(json.loads(encode_entry(build())))
 
 
 @pytest.fixture
