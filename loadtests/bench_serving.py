@@ -6,7 +6,9 @@ FastAPI + ONNX Runtime server of ``loadtests/peer_server.py`` (one session, no b
 the same OIP JSON), at each concurrency and batch size asked (default: 1 and 32
 concurrent clients, 1 and 64 rows per request). Each cell runs closed-loop clients for a
 warm-up, then a measured window, and reports throughput (requests/s and rows/s), p50 and
-p99 latency, errors, and the CPU each side spent per request.
+p99 latency, errors, and the CPU each side spent per request. The networked targets are
+measured in ``--rounds`` rounds (default 3), the targets of one cell back to back in each,
+so that a ratio compares windows seconds apart; a cell's figures pool its rounds.
 
 A temporary home gets a small trained registry (the pipeline on ten days, ``flight_delay``
 trained for two epochs: the production architecture, so the cost of a row is
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -457,22 +460,50 @@ class Plan:
     duration_s: float
     channels: int
     http_client: str
+    rounds: int
     oip: dict[int, list[bytes]]
     predict: dict[int, list[bytes]]
     grpc: dict[int, list[pb.ModelInferRequest]]
     feeds: dict[int, list[dict[str, Any]]]
 
 
-async def measure_server(target: str, plan: Plan, where: dict[str, Any]) -> list[Cell]:
-    """Every (concurrency, batch) cell of one networked target."""
-    cells = []
-    for concurrency in plan.concurrencies:
-        for batch in plan.batches:
-            cell = Cell(target, concurrency, batch)
-            window = await _run_cell(target, plan, where, concurrency, batch)
-            cells.append(summarise(cell, window, batch))
-            print(_row(cells[-1]), flush=True)
-    return cells
+async def measure_servers(targets: list[str], plan: Plan, where: dict[str, Any]) -> list[Cell]:
+    """Every (concurrency, batch) cell of the networked targets, interleaved.
+
+    Each of ``plan.rounds`` rounds measures every cell of every target, the targets of one
+    cell one after the other: a ratio compares windows seconds apart, not minutes, on a
+    machine whose speed drifts. A cell's result pools its rounds' windows.
+    """
+    windows: dict[tuple[str, int, int], list[Window]] = {}
+    for round_ in range(plan.rounds):
+        for concurrency in plan.concurrencies:
+            for batch in plan.batches:
+                for target in targets:
+                    window = await _run_cell(target, plan, where, concurrency, batch)
+                    windows.setdefault((target, concurrency, batch), []).append(window)
+                    cell = summarise(Cell(target, concurrency, batch), window, batch)
+                    print(f"{_row(cell)}  (round {round_ + 1}/{plan.rounds})", flush=True)
+    return [
+        summarise(Cell(target, concurrency, batch), pooled(found), batch)
+        for (target, concurrency, batch), found in sorted(
+            windows.items(), key=lambda item: targets.index(item[0][0])
+        )
+    ]
+
+
+def pooled(windows: list[Window]) -> Window:
+    """One window made of several: latencies pooled, durations and CPU times added."""
+    merged = Window(0.0, sum(w.end - w.start for w in windows))
+    for window in windows:
+        merged.latencies += window.latencies
+        merged.errors += window.errors
+        merged.first_error = merged.first_error or window.first_error
+        for key in {k.rsplit("_", 1)[0] for k in window.cpu}:
+            if f"{key}_start" in window.cpu and f"{key}_end" in window.cpu:
+                spent = window.cpu[f"{key}_end"] - window.cpu[f"{key}_start"]
+                merged.cpu[f"{key}_start"] = 0.0
+                merged.cpu[f"{key}_end"] = merged.cpu.get(f"{key}_end", 0.0) + spent
+    return merged
 
 
 async def _run_cell(
@@ -599,6 +630,7 @@ def build_plan(args: argparse.Namespace, rows: pd.DataFrame, onnx: OnnxModel) ->
         duration_s=args.duration,
         channels=args.channels,
         http_client=args.http_client,
+        rounds=args.rounds,
         oip={b: [oip_json(s, strings) for s in parts] for b, parts in slices.items()},
         predict={b: [predict_json(s, strings) for s in parts] for b, parts in slices.items()},
         grpc={b: [grpc_request(s, strings) for s in parts] for b, parts in slices.items()},
@@ -611,11 +643,8 @@ async def run_servers(
 ) -> tuple[list[Cell], dict[str, float]]:
     """Check the answers agree, then measure every networked target."""
     agreed = await agreement(plan, where, onnx)
-    cells: list[Cell] = []
-    for target in targets:
-        if target != "onnxruntime":
-            cells += await measure_server(target, plan, where)
-    return cells, agreed
+    networked = [target for target in targets if target != "onnxruntime"]
+    return await measure_servers(networked, plan, where), agreed
 
 
 def measure_all(
@@ -636,6 +665,10 @@ def measure_all(
                 )
                 cells.append(summarise(Cell("onnxruntime", concurrency, batch), window, batch))
                 print(_row(cells[-1]), flush=True)
+    # The benchmark's own heap (pandas, the registry, the payloads) stays as it is now: a
+    # full collection walking it would stall the client, and show as a server's latency.
+    gc.collect()
+    gc.freeze()
     with servers(settings, model_path, vigie_env) as where:
         served, agreed = asyncio.run(run_servers(plan, args.targets, where, onnx))
     return {"cells": cells + served, "agreement_max_abs_diff": agreed}
@@ -665,6 +698,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell")
     parser.add_argument("--channels", type=int, default=4, help="gRPC connections at most")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times every cell is measured, targets interleaved; a cell pools its rounds",
+    )
     parser.add_argument(
         "--http-client",
         choices=("aiohttp", "httpx"),
