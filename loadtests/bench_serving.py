@@ -66,7 +66,14 @@ from vigie.training.spec import load_spec
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "flight_delay"
 WINDOW = (date(2013, 1, 1), date(2013, 1, 10))
-TARGETS = ("onnxruntime", "vigie-grpc", "vigie-rest", "vigie-predict", "peer-fastapi")
+TARGETS = (
+    "onnxruntime",
+    "vigie-grpc",
+    "vigie-rest",
+    "vigie-predict",
+    "peer-fastapi",
+    "grpc-echo",
+)
 POOL = 16  # distinct payloads per batch size, cycled
 START_TIMEOUT_S = 180.0
 
@@ -235,6 +242,18 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise TimeoutError(f"{url} not ready after {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
 
 
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for a loopback TCP port to accept connections (a server with no HTTP probe)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()[-4000:]}")
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"port {port} not listening after {START_TIMEOUT_S} s")
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the server's PID; SIGKILL its own process group if it does not exit."""
     if process.poll() is not None:
@@ -270,7 +289,7 @@ def servers(
     settings: Settings, model_path: Path, vigie_env: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
     """vigie and the peer, running on free loopback ports; both stopped by PID on exit."""
-    rest, grpc_port, peer = free_port(), free_port(), free_port()
+    rest, grpc_port, peer, echo_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "DO_NOT_TRACK": "1",
@@ -296,19 +315,24 @@ def servers(
     peer_command = [sys.executable, str(ROOT / "loadtests" / "peer_server.py")]
     peer_command += ["--model", str(model_path), "--name", MODEL, "--port", str(peer)]
     plain = start(peer_command, dict(os.environ), logs / "peer.log")
+    echo_command = [sys.executable, str(ROOT / "loadtests" / "grpc_echo_server.py")]
+    echo = start([*echo_command, "--port", str(echo_port)], dict(os.environ), logs / "echo.log")
     try:
         wait_ready(f"http://127.0.0.1:{rest}/v2/health/ready", vigie, logs / "vigie.log")
         wait_ready(f"http://127.0.0.1:{peer}/v2/health/ready", plain, logs / "peer.log")
+        wait_listening(echo_port, echo, logs / "echo.log")
         yield {
             "rest": f"http://127.0.0.1:{rest}",
             "grpc": f"127.0.0.1:{grpc_port}",
             "peer": f"http://127.0.0.1:{peer}",
             "key": predict_key(settings),
-            "pids": {"vigie": vigie.pid, "peer": plain.pid},
+            "echo": f"127.0.0.1:{echo_port}",
+            "pids": {"vigie": vigie.pid, "peer": plain.pid, "echo": echo.pid},
         }
     finally:
         stop(vigie)
         stop(plain)
+        stop(echo)
 
 
 # --- measuring -------------------------------------------------------------------------
@@ -510,16 +534,21 @@ async def _run_cell(
     target: str, plan: Plan, where: dict[str, Any], concurrency: int, batch: int
 ) -> Window:
     timing = (concurrency, plan.warmup_s, plan.duration_s)
-    if target == "vigie-grpc":
+    if target in ("vigie-grpc", "grpc-echo"):
+        address, pid = (
+            (where["grpc"], where["pids"]["vigie"])
+            if target == "vigie-grpc"
+            else (where["echo"], where["pids"]["echo"])
+        )
         options = [("grpc.use_local_subchannel_pool", 1)]
         channels = [
-            grpc.aio.insecure_channel(where["grpc"], options=options)
+            grpc.aio.insecure_channel(address, options=options)
             for _ in range(min(plan.channels, concurrency))
         ]
         try:
             stubs = [pb_grpc.GRPCInferenceServiceStub(c) for c in channels]  # type: ignore[no-untyped-call]
             call = grpc_call(stubs, plan.grpc[batch], where["key"])
-            return await measure_async(call, *timing, where["pids"]["vigie"])
+            return await measure_async(call, *timing, pid)
         finally:
             await asyncio.gather(*(c.close() for c in channels))
     if target == "peer-fastapi":
@@ -589,6 +618,15 @@ def goals(cells: list[Cell]) -> list[dict[str, Any]]:
                     "p99_ms": mine.p99_ms,
                     "peer_p99_ms": peer.p99_ms,
                     "met": ratio >= factor and mine.p99_ms <= peer.p99_ms and not mine.errors,
+                }
+            )
+        echo = table.get(("grpc-echo", 32, batch))
+        if peer is not None and echo is not None and peer.rps:
+            verdicts.append(
+                {
+                    "reference": "grpc-echo (a gRPC server doing no work) / peer req/s at c=32",
+                    "batch": batch,
+                    "ratio": round(echo.rps / peer.rps, 2),
                 }
             )
         floor, mine = table.get(("onnxruntime", 1, batch)), table.get(("vigie-grpc", 1, batch))

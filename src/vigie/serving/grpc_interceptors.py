@@ -130,6 +130,23 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """The request deserializer to use instead of ``inner`` (by default, ``inner``)."""
         return inner
 
+    def wrap_handlers(self, handlers: dict[str, Any]) -> dict[str, Any]:
+        """A service's method handlers (short name -> handler) with this wrapper around the
+        unary ones it applies to, to register instead of the originals.
+
+        Registered this way the wrapper costs one call per RPC; as a ``grpc.aio``
+        interceptor it also cost an awaited ``intercept_service`` on every call.
+        """
+        wrapped = dict(handlers)
+        for method, handler in handlers.items():
+            if handler.unary_unary is not None and self.applies_to(method):
+                wrapped[method] = grpc.unary_unary_rpc_method_handler(
+                    self.wrap(method, handler.unary_unary),
+                    request_deserializer=self.deserializer(handler.request_deserializer),
+                    response_serializer=handler.response_serializer,
+                )
+        return wrapped
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],

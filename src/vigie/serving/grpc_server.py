@@ -220,19 +220,40 @@ def _model_label(dataplane: DataPlane) -> Callable[[str], str]:
     return lambda model: model if model in dataplane.models() else UNKNOWN_MODEL_LABEL
 
 
-def _interceptors(
+def _interceptor(
     dataplane: DataPlane,
     settings: Settings,
     authenticate: Callable[[str | None, str, str], str] | None,
-) -> list[Any]:
-    return [
-        ServingInterceptor(
-            _model_label(dataplane),
-            limit=settings.grpc_max_concurrency,
-            timeout_s=settings.request_timeout_s,
-            authenticate=authenticate,
-        )
-    ]
+) -> ServingInterceptor:
+    return ServingInterceptor(
+        _model_label(dataplane),
+        limit=settings.grpc_max_concurrency,
+        timeout_s=settings.request_timeout_s,
+        authenticate=authenticate,
+    )
+
+
+class _Captured:
+    """Stands in for a server to collect the handlers the generated code registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """Ignored: the same handlers come by :meth:`add_registered_method_handlers`."""
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        """Keep the service's method handlers."""
+        self.handlers = dict(handlers)
+
+
+def _add_inference_service(server: Any, servicer: Any, interceptor: ServingInterceptor) -> None:
+    """Register the inference service with the interceptor's work around every method."""
+    captured = _Captured()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, captured)  # type: ignore[no-untyped-call]
+    handlers = interceptor.wrap_handlers(captured.handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def _bind(server: Any, address: str) -> int:
@@ -291,14 +312,13 @@ async def start_grpc(
     # ones above it with INVALID_ARGUMENT; gRPC itself refuses anything larger.
     message_limit = 2 * settings.max_body_bytes
     server = grpc.aio.server(
-        interceptors=_interceptors(dataplane, settings, authenticate),
         options=[
             ("grpc.max_receive_message_length", message_limit),
             ("grpc.max_send_message_length", message_limit),
         ],
     )
     servicer = InferenceServicer(dataplane, settings)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    _add_inference_service(server, servicer, _interceptor(dataplane, settings, authenticate))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -73,19 +73,40 @@ def parse_infer(body: bytes, header_length: str | None) -> InferBody:
     Raises:
         VigieError: INVALID_INPUT naming what is malformed.
     """
+    return infer_body(*parse_document(body, header_length))
+
+
+def parse_document(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+    """The JSON object of a body, and the binary tensor data after it (empty when none).
+
+    Raises:
+        VigieError: INVALID_INPUT when the body is not a JSON object or the header is wrong.
+    """
     split = _header_length(header_length, len(body))
     document = _json_object(body[:split] if split is not None else body)
     binary = memoryview(body)[split:] if split is not None else memoryview(b"")
+    return document, binary
+
+
+def infer_body(document: dict[str, Any], binary: memoryview, *, tensors: bool = True) -> InferBody:
+    """The request a parsed document holds; with ``tensors=False`` (the inputs were decoded
+    another way) the inputs are only checked to be a non-empty list.
+
+    Raises:
+        VigieError: INVALID_INPUT naming what is malformed.
+    """
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise bad("'inputs' must be a non-empty list of tensors", field="inputs")
-    tensors, offset = [], 0
-    for index, raw in enumerate(inputs):
-        tensor, used = _tensor(index, raw, binary[offset:])
-        tensors.append(tensor)
-        offset += used
-    if offset != len(binary):
-        raise bad(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
+    decoded: list[RawTensor] = []
+    if tensors:
+        offset = 0
+        for index, raw in enumerate(inputs):
+            tensor, used = _tensor(index, raw, binary[offset:])
+            decoded.append(tensor)
+            offset += used
+        if offset != len(binary):
+            raise bad(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string", field="id")
@@ -93,7 +114,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferBody:
     outputs, binary_outputs = _outputs(document.get("outputs"))
     return InferBody(
         id=request_id or None,
-        tensors=tensors,
+        tensors=decoded,
         outputs=outputs,
         binary_outputs=binary_outputs,
         binary_default=parameters.get("binary_data_output") is True,

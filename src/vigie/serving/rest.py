@@ -25,6 +25,7 @@ from starlette.routing import Route
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.serving import codec, metrics, oip
+from vigie.serving.fast_decode import decode_json_inputs
 from vigie.serving.status import http_status
 from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_
 
@@ -197,18 +198,20 @@ async def infer(context: RestContext, request: Request) -> Response:
     start = time.perf_counter()
     try:  # failures up to decoding are counted here, the data plane counts its own
         caller = authenticate(context, request)
-        body = oip.parse_infer(
+        document, binary = oip.parse_document(
             await _read_body(request, settings.max_body_bytes),
             request.headers.get(oip.HEADER_LENGTH),
         )
         metadata = dataplane.model_metadata(name, version)
+        limits = {
+            "max_rows": settings.max_request_rows,
+            "max_string_length": settings.max_string_length,
+        }
+        # The usual JSON body in one pass; anything else the general way, which names problems.
+        decoded = None if binary else decode_json_inputs(document.get("inputs"), metadata, **limits)
+        body = oip.infer_body(document, binary, tensors=decoded is None)
         _check_outputs(metadata, body.outputs)
-        columns, rows = codec.decode_inputs(
-            metadata,
-            body.tensors,
-            max_rows=settings.max_request_rows,
-            max_string_length=settings.max_string_length,
-        )
+        columns, rows = decoded or codec.decode_inputs(metadata, body.tensors, **limits)
     except VigieError as err:
         _count_failure(context, name, err)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vigie.serving import grpc_codec
+from vigie.serving import grpc_codec, oip
 from vigie.serving.codec import decode_inputs
-from vigie.serving.fast_decode import decode_raw_inputs
+from vigie.serving.fast_decode import decode_json_inputs, decode_raw_inputs
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.types import Datatype, ModelMetadata, TensorSpec
 
@@ -131,3 +132,74 @@ def test_a_long_string_within_the_limit_in_characters_is_plain() -> None:
         request(1, carrier=("BYTES", [1], prefixed("éééééé".encode()))), METADATA, **LIMITS
     )
     assert fast is not None and fast[0]["carrier"][0] == "éééééé"
+
+
+def json_inputs(rows: int = 3, **override: Any) -> list[dict[str, Any]]:
+    """The OIP JSON inputs of a plain request; ``override`` replaces an input (None: drops it)."""
+    plain: dict[str, Any] = {
+        "carrier": {"datatype": "BYTES", "data": (["AA", "Zü", None] * rows)[:rows]},
+        "origin": {"datatype": "BYTES", "data": (["JFK", "LGA", ""] * rows)[:rows]},
+        "distance": {"datatype": "FP32", "data": ([1.5, None, 2000] * rows)[:rows]},
+        "dep_hour": {"datatype": "FP64", "data": ([6.0, 23.0, 0.0] * rows)[:rows]},
+    }
+    inputs = []
+    for name, tensor in (plain | override).items():
+        if tensor is not None:
+            inputs.append({"name": name, "shape": [len(tensor["data"])], **tensor})
+    return inputs
+
+
+def general_json(inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+    body = oip.parse_infer(json.dumps({"inputs": inputs}).encode(), None)
+    return decode_inputs(METADATA, body.tensors, **LIMITS)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_the_json_fast_path_gives_the_general_paths_columns(rows: int) -> None:
+    inputs = json_inputs(rows)
+    fast = decode_json_inputs(inputs, METADATA, **LIMITS)
+    assert fast is not None
+    columns, n = fast
+    expected, m = general_json(inputs)
+    assert n == m == rows and columns.keys() == expected.keys()
+    for name, column in columns.items():
+        assert column.dtype == expected[name].dtype and column.shape == (rows,)
+        if column.dtype == object:
+            assert column.tolist() == expected[name].tolist()
+        else:
+            assert np.array_equal(column, expected[name], equal_nan=True)
+    assert math.isnan(columns["distance"][min(1, rows - 1)]) or rows == 1
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"distance": {"datatype": "INT64", "data": [1]}},  # another datatype
+        {"distance": {"datatype": "FP32", "data": ["1.5"]}},  # a string for a number
+        {"distance": {"datatype": "FP32", "data": [True]}},  # a boolean
+        {"distance": {"datatype": "FP32", "data": [[1.0]]}},  # nested
+        {"distance": {"datatype": "FP32", "data": [1e39]}},  # beyond float32
+        {"distance": {"datatype": "FP32", "data": [10**400]}},  # beyond float64
+        {"distance": {"datatype": "FP32", "data": [1.0, 2.0]}},  # rows differ
+        {"distance": None},  # missing
+        {"carrier": {"datatype": "BYTES", "data": ["toolongtext"]}},  # above the limit
+        {"carrier": {"datatype": "BYTES", "data": [7]}},  # a number for a string
+        {"carrier": {"datatype": "BYTES", "data": ["AA"], "parameters": {"x": 1}}},
+    ],
+)
+def test_anything_unusual_in_json_goes_to_the_general_path(override: dict[str, Any]) -> None:
+    assert decode_json_inputs(json_inputs(1, **override), METADATA, **LIMITS) is None
+
+
+def test_json_shapes_counts_and_containers_that_are_not_plain_go_to_the_general_path() -> None:
+    assert decode_json_inputs(json_inputs(9), METADATA, **LIMITS) is None  # max_rows is 8
+    assert decode_json_inputs({"not": "a list"}, METADATA, **LIMITS) is None
+    inputs = json_inputs(1)
+    inputs[0]["shape"] = [1, 2]
+    assert decode_json_inputs(inputs, METADATA, **LIMITS) is None
+    twice = json_inputs(1)
+    twice[0]["name"] = "origin"
+    assert decode_json_inputs(twice, METADATA, **LIMITS) is None
+    column = json_inputs(1)
+    column[0]["shape"] = [1, 1]  # [N, 1] is plain
+    assert decode_json_inputs(column, METADATA, **LIMITS) is not None
