@@ -798,6 +798,7 @@ def main() -> None:
         "vigie_env": vigie_env,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "grpc_channels": args.channels,
         "http_client": args.http_client,
         "cells": [_json_ready(asdict(cell)) for cell in cells],
