@@ -5,7 +5,8 @@ One interceptor (:class:`ServingInterceptor`) wraps the unary methods of
 untouched, so a probe is never refused or counted. Around each call, outermost first:
 observability (metrics and one access-log line per call), refusal of malformed protobuf,
 concurrency limit, per-call deadline, authentication. These were five interceptors; one
-wrapper per method does the same work without an async layer and a handler look-up each.
+wrapper per method, applied when the service is registered, does the same work without an
+async layer and a handler look-up per call.
 
 The interceptor and the servicer share one :class:`CallState` per call through a context
 variable: the wrapped behaviour runs in the same task as the interceptor around it.
@@ -29,9 +30,6 @@ from vigie.serving import metrics
 from vigie.serving.auth import parse_bearer
 from vigie.serving.status import grpc_status
 from vigie.serving.types import Protocol_
-
-#: Full-name prefix of the inference service's methods.
-SERVICE_PREFIX = "/inference.GRPCInferenceService/"
 
 #: Methods answered to anyone and never refused for load (probes).
 PROBE_METHODS = frozenset({"ServerLive", "ServerReady", "ModelReady"})
@@ -108,15 +106,13 @@ async def refuse_error(context: grpc.aio.ServicerContext, err: VigieError) -> No
     raise AssertionError("ServicerContext.abort always raises")
 
 
-class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _UnaryInterceptor:
     """Wraps the unary methods of the inference service with :meth:`wrap`.
 
-    Wrapped handlers are cached per method: gRPC asks interceptors for a handler on every
-    call, and the handler below does not change.
+    The wrapped handlers are what the server registers (:meth:`wrap_handlers`), so the
+    wrapper is built once per method and costs one call per RPC; a ``grpc.aio``
+    interceptor would also cost an awaited ``intercept_service`` on every call.
     """
-
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[Any, Any]] = {}
 
     def applies_to(self, method: str) -> bool:
         """Whether this interceptor wraps ``method`` (a short name such as ``ModelInfer``)."""
@@ -132,11 +128,7 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def wrap_handlers(self, handlers: dict[str, Any]) -> dict[str, Any]:
         """A service's method handlers (short name -> handler) with this wrapper around the
-        unary ones it applies to, to register instead of the originals.
-
-        Registered this way the wrapper costs one call per RPC; as a ``grpc.aio``
-        interceptor it also cost an awaited ``intercept_service`` on every call.
-        """
+        unary ones it applies to, to register instead of the originals."""
         wrapped = dict(handlers)
         for method, handler in handlers.items():
             if handler.unary_unary is not None and self.applies_to(method):
@@ -145,32 +137,6 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     request_deserializer=self.deserializer(handler.request_deserializer),
                     response_serializer=handler.response_serializer,
                 )
-        return wrapped
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        """Return the next handler, wrapped when it is one of ours."""
-        handler = await continuation(handler_call_details)
-        full_name: str = handler_call_details.method
-        if handler is None or handler.unary_unary is None:
-            return handler
-        if not full_name.startswith(SERVICE_PREFIX):
-            return handler
-        method = full_name[len(SERVICE_PREFIX) :]
-        if not self.applies_to(method):
-            return handler
-        cached = self._cache.get(full_name)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self.wrap(method, handler.unary_unary),
-            request_deserializer=self.deserializer(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
-        self._cache[full_name] = (handler, wrapped)
         return wrapped
 
 
@@ -235,7 +201,6 @@ class ServingInterceptor(_UnaryInterceptor):
         timeout_s: float,
         authenticate: Authenticate | None = None,
     ) -> None:
-        super().__init__()
         self._model_label = model_label
         self.limit = limit
         self.in_flight = 0
