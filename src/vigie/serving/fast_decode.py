@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -75,13 +76,31 @@ def _decode(
     inputs = request.inputs
     if len(raw) != len(inputs) or len(inputs) != len(kinds):
         raise _Unusual
+    plain = (_input(tensor, data, kinds) for tensor, data in zip(inputs, raw, strict=True))
+    return _columns(
+        plain, kinds, max_rows, _numbers, lambda data, rows: _strings(data, rows, max_string_length)
+    )
+
+
+def _columns(
+    plain: Iterable[tuple[str, bool, int, Any]],
+    kinds: dict[str, bool],
+    max_rows: int,
+    numbers: Callable[[list[Any], int], npt.NDArray[np.float32]],
+    strings: Callable[[Any, int], npt.NDArray[Any]],
+) -> tuple[dict[str, npt.NDArray[Any]], int]:
+    """The columns of both fast paths, from each input's (name, is string, rows, data).
+
+    Every input must have the same rows (1 to ``max_rows``) and each of ``kinds`` must come
+    once; ``numbers`` makes the numeric inputs one block (a row per input, in order),
+    ``strings`` makes one string column.
+    """
     rows = -1
-    plan: list[tuple[str, bool, bytes]] = []
-    numeric: list[bytes] = []
-    for tensor, data in zip(inputs, raw, strict=True):
-        name, is_string, n = _input(tensor, data, kinds)
+    plan: list[tuple[str, bool, Any]] = []
+    numeric: list[Any] = []
+    for name, is_string, n, data in plain:
         if n != rows:
-            if rows != -1 or n < 1 or n > max_rows:
+            if rows != -1 or not 0 < n <= max_rows:
                 raise _Unusual
             rows = n
         if not is_string:
@@ -89,12 +108,12 @@ def _decode(
         plan.append((name, is_string, data))
     if len({name for name, _, _ in plan}) != len(kinds):
         raise _Unusual  # an input given twice (and so another one missing)
-    block = _numbers(numeric, rows)
+    block = numbers(numeric, rows)
     columns: dict[str, npt.NDArray[Any]] = {}
     next_numeric = 0
     for name, is_string, data in plan:
         if is_string:
-            columns[name] = _strings(data, rows, max_string_length)
+            columns[name] = strings(data, rows)
         else:
             columns[name] = block[next_numeric]
             next_numeric += 1
@@ -103,8 +122,8 @@ def _decode(
 
 def _input(
     tensor: pb.ModelInferRequest.InferInputTensor, data: bytes, kinds: dict[str, bool]
-) -> tuple[str, bool, int]:
-    """Name, whether it is a string input, and rows of one plain input."""
+) -> tuple[str, bool, int, bytes]:
+    """Name, whether it is a string input, rows and raw data of one plain input."""
     name = tensor.name
     is_string = kinds.get(name)
     if is_string is None or tensor.HasField("contents"):
@@ -117,7 +136,7 @@ def _input(
         raise _Unusual
     if not is_string and len(data) != 4 * n:  # noqa: PLR2004
         raise _Unusual
-    return name, is_string, n
+    return name, is_string, n, data
 
 
 def _numbers(numeric: list[bytes], rows: int) -> npt.NDArray[np.float32]:
@@ -187,34 +206,18 @@ def _decode_json(
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
     if type(inputs) is not list or len(inputs) != len(kinds):
         raise _Unusual
-    rows = -1
-    plan: list[tuple[str, bool, list[Any]]] = []
-    numeric: list[list[Any]] = []
-    for item in inputs:
-        name, is_string, data = _json_input(item, kinds)
-        if len(data) != rows:
-            if rows != -1 or not 0 < len(data) <= max_rows:
-                raise _Unusual
-            rows = len(data)
-        if not is_string:
-            numeric.append(data)
-        plan.append((name, is_string, data))
-    if len({name for name, _, _ in plan}) != len(kinds):
-        raise _Unusual
-    block = _json_numbers(numeric, rows)
-    columns: dict[str, npt.NDArray[Any]] = {}
-    next_numeric = 0
-    for name, is_string, data in plan:
-        if is_string:
-            columns[name] = _json_strings(data, max_string_length)
-        else:
-            columns[name] = block[next_numeric]
-            next_numeric += 1
-    return columns, rows
+    plain = (_json_input(item, kinds) for item in inputs)
+    return _columns(
+        plain,
+        kinds,
+        max_rows,
+        _json_numbers,
+        lambda data, _: _json_strings(data, max_string_length),
+    )
 
 
-def _json_input(item: Any, kinds: dict[str, bool]) -> tuple[str, bool, list[Any]]:
-    """Name, whether it is a string input, and the data of one plain JSON input."""
+def _json_input(item: Any, kinds: dict[str, bool]) -> tuple[str, bool, int, list[Any]]:
+    """Name, whether it is a string input, rows and data of one plain JSON input."""
     if type(item) is not dict or item.get("parameters"):
         raise _Unusual
     name = item.get("name")
@@ -232,7 +235,7 @@ def _json_input(item: Any, kinds: dict[str, bool]) -> tuple[str, bool, list[Any]
         raise _Unusual
     if shape != [len(data)] and shape != [len(data), 1]:
         raise _Unusual
-    return name, is_string, data
+    return name, is_string, len(data), data
 
 
 def _json_numbers(numeric: list[list[Any]], rows: int) -> npt.NDArray[np.float32]:
