@@ -61,8 +61,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
         self._dataplane = dataplane
-        self._max_rows = settings.max_request_rows
-        self._max_string_length = settings.max_string_length
+        #: ``max_rows`` and ``max_string_length`` of both decoding paths.
+        self._limits = {
+            "max_rows": settings.max_request_rows,
+            "max_string_length": settings.max_string_length,
+        }
         self._max_body_bytes = settings.max_body_bytes
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
@@ -118,7 +121,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._check_request(request)
         version = request.model_version or None
         metadata = self._dataplane.model_metadata(request.model_name, version)
-        limits = {"max_rows": self._max_rows, "max_string_length": self._max_string_length}
+        limits = self._limits
         decoded = decode_raw_inputs(request, metadata, **limits)
         if decoded is None:  # anything unusual: the general path decodes it or says why not
             decoded = decode_inputs(metadata, grpc_codec.tensors_from_request(request), **limits)

@@ -81,9 +81,10 @@ def session_compute(onnx: OnnxModel) -> Compute:
     session, output = onnx.session, onnx.output_name
 
     def compute(columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
-        feed = {}
-        for name, column in columns.items():
-            feed[name] = (_texts(column) if name in strings else column).reshape(-1, 1)
+        feed = {
+            name: (_texts(column) if name in strings else column).reshape(-1, 1)
+            for name, column in columns.items()
+        }
         result = session.run([output], feed)[0]
         return np.asarray(result, dtype=np.float32).reshape(-1)
 
