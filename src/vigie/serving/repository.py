@@ -96,9 +96,7 @@ def _texts(column: npt.NDArray[Any]) -> npt.NDArray[Any]:
     values = column.tolist()
     if None not in values:
         return column
-    texts = np.empty(len(values), dtype=object)
-    texts[:] = ["" if value is None else value for value in values]
-    return texts
+    return np.asarray(["" if value is None else value for value in values], dtype=object)
 
 
 def warm_up(onnx: OnnxModel, compute: Compute, rows: int) -> None:
