@@ -231,27 +231,42 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     """Wait for ``url`` to answer 200, or fail with the end of the server's log."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()[-4000:]}")
+
+    def answers() -> bool:
         with suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:  # noqa: PLR2004
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+            return bool(httpx.get(url, timeout=2).status_code == 200)  # noqa: PLR2004
+        return False
+
+    _wait(answers, url, process, log, pause_s=0.5)
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     """Wait for a loopback TCP port to accept connections (a server with no HTTP probe)."""
+
+    def listening() -> bool:
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+        return False
+
+    _wait(listening, f"port {port}", process, log, pause_s=0.2)
+
+
+def _wait(
+    probe: Callable[[], bool],
+    what: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    pause_s: float,
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()[-4000:]}")
-        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        if probe():
             return
-        time.sleep(0.2)
-    raise TimeoutError(f"port {port} not listening after {START_TIMEOUT_S} s")
+        time.sleep(pause_s)
+    raise TimeoutError(f"{what} not ready after {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
