@@ -1,4 +1,4 @@
-"""The JSON-only guard in front of BentoML's /predict."""
+"""The ASGI guards: the JSON-only guard in front of /predict, and the request deadline."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from vigie.serving.guards import JsonBodyOnly
+from vigie.serving.guards import JsonBodyOnly, RequestDeadline, install_request_deadline
 
 
 async def _inner(scope: Any, receive: Any, send: Any) -> None:
@@ -44,3 +44,71 @@ def test_a_multipart_body_is_refused_with_415_naming_the_type() -> None:
 def test_other_paths_and_methods_are_not_guarded() -> None:
     assert _call("/v2/models/m/infer", "multipart/form-data")[0] == 200
     assert _call("/predict", "multipart/form-data", method="GET")[0] == 200
+
+
+# --- the request deadline that replaces BentoML's timeout ------------------------------
+
+
+def _run_deadline(app: Any, timeout: float) -> tuple[list[dict[str, Any]], int]:
+    """Messages sent through RequestDeadline, and the timers left on the loop after it."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def main() -> int:
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        await RequestDeadline(app, timeout)(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        return sum(1 for handle in loop._scheduled if not handle.cancelled())  # type: ignore[attr-defined]
+
+    return sent, asyncio.run(main())
+
+
+def test_an_answer_in_time_passes_and_leaves_no_timer_behind() -> None:
+    sent, timers = _run_deadline(_inner, timeout=30.0)
+
+    assert [m.get("status") for m in sent] == [200, None]
+    assert sent[1]["body"] == b"ok"
+    assert timers == 0
+
+
+def test_no_response_in_time_is_a_504_naming_the_timeout() -> None:
+    cancelled: list[bool] = []
+
+    async def stuck(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    sent, timers = _run_deadline(stuck, timeout=0.05)
+
+    assert sent[0]["status"] == 504
+    assert "0.05 seconds" in json.loads(sent[1]["body"])["error"]
+    assert cancelled == [True]
+    assert timers == 0
+
+
+def test_a_response_under_way_is_not_cut_by_the_deadline() -> None:
+    async def slow_body(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.1)
+        await send({"type": "http.response.body", "body": b"late but whole"})
+
+    sent, _ = _run_deadline(slow_body, timeout=0.02)
+
+    assert [m.get("status") for m in sent] == [200, None]
+    assert sent[1]["body"] == b"late but whole"
+
+
+def test_install_puts_the_deadline_in_bentomls_place() -> None:
+    from bentoml._internal.server.http import traffic
+
+    install_request_deadline()
+
+    assert traffic.TimeoutMiddleware is RequestDeadline
