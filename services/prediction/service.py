@@ -33,7 +33,7 @@ from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, codec, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane, new_request_id
 from vigie.serving.guards import JsonBodyOnly, install_request_deadline
-from vigie.serving.rest import RestContext, bearer, create_app
+from vigie.serving.rest import InferLane, RestContext, bearer, create_app
 from vigie.serving.status import http_status
 from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor
 from vigie.training.features import CATALOGUE, FeatureKind
@@ -276,3 +276,6 @@ async def _start_payload_log(settings: Settings) -> Any:
 
 # BentoML would answer a multipart body on /predict with a 500: refuse non-JSON first.
 VigiePrediction.add_asgi_middleware(JsonBodyOnly, paths=("/predict",))
+# OIP REST inference skips BentoML's router and request context (the mounted app still
+# serves every other /v2 route, and inference too if the lane is ever bypassed).
+VigiePrediction.add_asgi_middleware(InferLane, context=_context, prefix=OIP_REST_PREFIX)

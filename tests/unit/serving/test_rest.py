@@ -1,4 +1,8 @@
-"""The OIP v2 REST app over a real data plane, in process (httpx's ASGI transport)."""
+"""The OIP v2 REST app over a real data plane, in process (httpx's ASGI transport).
+
+Every test runs twice: against the app alone, and with :class:`InferLane` in front of it
+as the service has it (inference taken by the lane, everything else passed through).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.registry import Registry
 from vigie.serving.dataplane import ServingDataPlane
-from vigie.serving.rest import RestContext, create_app
+from vigie.serving.rest import InferLane, RestContext, create_app, infer_path_params
 
 from .tiny import MODEL, promote, register_tiny, sync
 
@@ -58,10 +62,24 @@ def body(carrier: Any = None, distance: Any = None, **extra: Any) -> dict[str, A
     } | extra
 
 
+FRONT = {"lane": False}
+
+
+@pytest.fixture(autouse=True, params=["app alone", "lane in front"])
+def front(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(FRONT, "lane", request.param == "lane in front")
+
+
 async def serve(settings: Settings, calls: Callable[[httpx.AsyncClient], Any]) -> Any:
     plane = ServingDataPlane(settings)
     await plane.start()
-    app = create_app(lambda: RestContext(plane, settings, check))
+
+    def context() -> RestContext:
+        return RestContext(plane, settings, check)
+
+    app: Any = create_app(context)
+    if FRONT["lane"]:
+        app = InferLane(app, context=context)
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     try:
@@ -229,3 +247,53 @@ async def test_the_api_key_hook_guards_everything_but_health(settings: Settings)
         assert (await c.get(f"/v2/models/{MODEL}", headers=wrong)).status_code == 403
 
     await serve(settings, calls)
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v2/models/m/infer", {"name": "m"}),
+        ("/v2/models/m/versions/3/infer", {"name": "m", "version": "3"}),
+        ("/v2/models/m", None),
+        ("/v2/models/m/ready", None),
+        ("/v2/models//infer", None),
+        ("/v2/models/m/infer/", None),
+        ("/v2/models/m/versions//infer", None),
+        ("/v2/models/m/other/3/infer", None),
+        ("/v2/models/a/b/infer", None),
+        ("/v2/models/m/versions/3/x/infer", None),
+        ("/predict", None),
+    ],
+)
+def test_the_lane_takes_exactly_the_infer_routes(path: str, params: Any) -> None:
+    assert infer_path_params(path) == params
+
+
+@sync
+async def test_the_lane_passes_everything_else_on(settings: Settings) -> None:
+    seen: list[str] = []
+
+    async def rest_of_server(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(f"{scope['method']} {scope['path']}")
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    plane = ServingDataPlane(settings)
+    await plane.start()
+    lane = InferLane(rest_of_server, context=lambda: RestContext(plane, settings, check))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=lane), base_url="http://t", headers=headers
+        ) as c:
+            assert (await c.post(f"/v2/models/{MODEL}/infer", json=body())).status_code == 200
+            assert (await c.get(f"/v2/models/{MODEL}/infer")).status_code == 418
+            assert (await c.post(f"/v2/models/{MODEL}/infer/", json=body())).status_code == 418
+            assert (await c.get(f"/v2/models/{MODEL}")).status_code == 418
+    finally:
+        await plane.stop()
+    assert seen == [
+        f"GET /v2/models/{MODEL}/infer",
+        f"POST /v2/models/{MODEL}/infer/",
+        f"GET /v2/models/{MODEL}",
+    ]
