@@ -32,7 +32,7 @@ from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
 from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, codec, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane, new_request_id
-from vigie.serving.guards import JsonBodyOnly, install_request_deadline
+from vigie.serving.guards import JsonBodyOnly, install_bentoml_layers
 from vigie.serving.rest import InferLane, RestContext, bearer, create_app
 from vigie.serving.status import http_status
 from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor
@@ -88,8 +88,8 @@ def _context() -> RestContext:
     return service.rest_context
 
 
-# BentoML's own request timeout leaves a live timer behind every request (see guards).
-install_request_deadline()
+# BentoML's request timeout and traffic metrics, mended (see vigie.serving.guards).
+install_bentoml_layers()
 
 
 @bentoml.asgi_app(create_app(_context, prefix=OIP_REST_PREFIX), path="/")

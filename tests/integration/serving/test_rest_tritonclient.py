@@ -123,3 +123,16 @@ def test_metrics_show_requests_batches_and_loaded_versions(server: Server) -> No
         "vigie_payload_log_written_total",
     ):
         assert name in text, name
+
+
+def test_bentoml_http_metrics_count_predict_but_not_the_oip_routes(server: Server) -> None:
+    made_up = f"{server.rest}/v2/models/made-up-name/infer"
+    assert httpx.post(made_up, json={}, headers=server.headers, timeout=10).status_code == 404
+    predict = httpx.post(f"{server.rest}/predict", json={}, headers=server.headers, timeout=10)
+    assert predict.status_code == 400  # no model, no flights: counted all the same
+
+    text = httpx.get(f"{server.rest}/metrics", timeout=10).text
+    bentoml = [line for line in text.splitlines() if line.startswith("bentoml_")]
+    assert any('endpoint="/predict"' in line for line in bentoml)
+    assert not [line for line in bentoml if 'endpoint="/v2' in line]
+    assert 'vigie_requests_total{model="_unknown",outcome="MODEL_NOT_FOUND"' in text

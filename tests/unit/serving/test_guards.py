@@ -1,4 +1,4 @@
-"""The ASGI guards: the JSON-only guard in front of /predict, and the request deadline."""
+"""The ASGI guards: the JSON-only guard in front of /predict, and the BentoML layers vigie mends."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import asyncio
 import json
 from typing import Any
 
-from vigie.serving.guards import JsonBodyOnly, RequestDeadline, install_request_deadline
+from vigie.serving.guards import (
+    JsonBodyOnly,
+    RequestDeadline,
+    SkippingTrafficMetrics,
+    install_bentoml_layers,
+)
 
 
 async def _inner(scope: Any, receive: Any, send: Any) -> None:
@@ -106,9 +111,23 @@ def test_a_response_under_way_is_not_cut_by_the_deadline() -> None:
     assert sent[1]["body"] == b"late but whole"
 
 
-def test_install_puts_the_deadline_in_bentomls_place() -> None:
-    from bentoml._internal.server.http import traffic
+def test_install_puts_both_layers_in_bentomls_place() -> None:
+    from bentoml._internal.server.http import instruments, traffic
 
-    install_request_deadline()
+    install_bentoml_layers()
 
     assert traffic.TimeoutMiddleware is RequestDeadline
+    assert instruments.RunnerTrafficMetricsMiddleware is SkippingTrafficMetrics
+
+
+def test_skipped_paths_are_not_measured_at_all() -> None:
+    reached: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+
+    metrics = SkippingTrafficMetrics(app, skip_paths=["/v2", "/metrics"])
+    asyncio.run(metrics({"type": "http", "path": "/v2/models/m/infer"}, None, None))
+
+    assert reached == ["/v2/models/m/infer"]
+    assert not metrics._is_setup  # BentoML's metrics were never touched
