@@ -31,11 +31,11 @@ from vigie.errors import ErrorCode, VigieError
 from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
 from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, codec, grpc_server, metrics
-from vigie.serving.dataplane import ServingDataPlane, new_request_id
+from vigie.serving.dataplane import ServingDataPlane
 from vigie.serving.guards import JsonBodyOnly, install_bentoml_layers
 from vigie.serving.rest import InferLane, RestContext, bearer, create_app
 from vigie.serving.status import http_status
-from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor
+from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor, new_request_id
 from vigie.training.features import CATALOGUE, FeatureKind
 
 logger = logging.getLogger("vigie.service")
@@ -88,8 +88,8 @@ def _context() -> RestContext:
     return service.rest_context
 
 
-# BentoML's request timeout and traffic metrics, mended (see vigie.serving.guards).
-install_bentoml_layers()
+# BentoML's request timeout, traffic metrics and tracing, mended (see vigie.serving.guards).
+install_bentoml_layers(untraced=(OIP_REST_PREFIX,))
 
 
 @bentoml.asgi_app(create_app(_context, prefix=OIP_REST_PREFIX), path="/")

@@ -13,7 +13,6 @@ import importlib.metadata
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -428,8 +427,3 @@ def payload_entry(
     if row_ids is not None:
         entry["row_ids"] = row_ids
     return entry
-
-
-def new_request_id() -> str:
-    """A request id for a client that sent none."""
-    return uuid.uuid4().hex

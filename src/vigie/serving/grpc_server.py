@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from vigie.serving.grpc_interceptors import (
 )
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_
+from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_, new_request_id
 
 #: Full name of the inference service.
 SERVICE_NAME = "inference.GRPCInferenceService"
@@ -115,7 +114,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         state = current_call()
-        request_id = request.id or uuid.uuid4().hex
+        request_id = request.id or new_request_id()
         if state is not None:
             state.model, state.request_id = request.model_name, request_id
         self._check_request(request)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,7 +26,7 @@ from vigie.errors import ErrorCode, VigieError
 from vigie.serving import codec, metrics, oip
 from vigie.serving.fast_decode import decode_json_inputs
 from vigie.serving.status import http_status
-from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_
+from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_, new_request_id
 
 logger = logging.getLogger(__name__)
 access_log = logging.getLogger("vigie.serving.rest.access")
@@ -279,7 +278,7 @@ async def infer(context: RestContext, request: Request) -> Response:
         InferRequest(
             model=name,
             version=version,
-            id=body.id or uuid.uuid4().hex,
+            id=body.id or new_request_id(),
             columns=columns,
             rows=rows,
             outputs=body.outputs,

@@ -6,9 +6,12 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from vigie.serving.guards import (
     JsonBodyOnly,
     RequestDeadline,
+    SkippingTracing,
     SkippingTrafficMetrics,
     install_bentoml_layers,
 )
@@ -113,11 +116,13 @@ def test_a_response_under_way_is_not_cut_by_the_deadline() -> None:
 
 def test_install_puts_both_layers_in_bentomls_place() -> None:
     from bentoml._internal.server.http import instruments, traffic
+    from opentelemetry.instrumentation import asgi as otel_asgi
 
-    install_bentoml_layers()
+    install_bentoml_layers(untraced=SkippingTracing.untraced)
 
     assert traffic.TimeoutMiddleware is RequestDeadline
     assert instruments.RunnerTrafficMetricsMiddleware is SkippingTrafficMetrics
+    assert otel_asgi.OpenTelemetryMiddleware is SkippingTracing
 
 
 def test_skipped_paths_are_not_measured_at_all() -> None:
@@ -131,3 +136,43 @@ def test_skipped_paths_are_not_measured_at_all() -> None:
 
     assert reached == ["/v2/models/m/infer"]
     assert not metrics._is_setup  # BentoML's metrics were never touched
+
+
+def test_untraced_paths_make_no_span_and_the_others_still_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(SkippingTracing, "untraced", ("/v2",))
+    tracing = SkippingTracing(_inner, tracer_provider=provider)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def call(path: str) -> None:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [],
+            "scheme": "http",
+            "server": ("127.0.0.1", 3000),
+            "query_string": b"",
+            "http_version": "1.1",
+        }
+        await tracing(scope, receive, send)
+
+    for path in ("/v2", "/v2/models/m/infer"):
+        asyncio.run(call(path))
+    assert exporter.get_finished_spans() == ()
+    for path in ("/predict", "/v2x"):
+        asyncio.run(call(path))
+    assert len({span.context.trace_id for span in exporter.get_finished_spans()}) == 2
