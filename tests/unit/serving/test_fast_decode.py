@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vigie.errors import VigieError
 from vigie.serving import grpc_codec, oip
 from vigie.serving.codec import decode_inputs
 from vigie.serving.fast_decode import decode_json_inputs, decode_raw_inputs
@@ -200,3 +201,13 @@ def test_json_shapes_counts_and_containers_that_are_not_plain_go_to_the_general_
     column = json_inputs(1)
     column[0]["shape"] = [1, 1]  # [N, 1] is plain
     assert decode_json_inputs(column, METADATA, **LIMITS) is not None
+
+
+@pytest.mark.parametrize("shape", [[1.0], [True], [1, 1.0], [1, True], "1", [[1]]])
+def test_a_shape_that_is_not_a_list_of_integers_goes_to_the_general_path(shape: Any) -> None:
+    inputs = json_inputs(1)
+    inputs[0]["shape"] = shape
+
+    assert decode_json_inputs(inputs, METADATA, **LIMITS) is None
+    with pytest.raises(VigieError, match="carrier"):
+        general_json(inputs)
