@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -100,6 +100,10 @@ class _KeyFile:
 
     signature: tuple[int, int, int] | None
     keys: dict[str, ApiKeyRecord]
+    #: Tokens already matched against their record's hash in this version of the file (at
+    #: most one per key: only a key's own token matches), so a caller pays for the hash
+    #: once per key-file version, not once per request.
+    verified: dict[str, ApiKeyRecord] = field(default_factory=dict)
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -284,11 +288,15 @@ class Authenticator:
         if role not in ROLES:
             raise VigieError(ErrorCode.INTERNAL, f"unknown role {role!r}", role=role)
         self._refresh()
-        key_id = _key_id(token) if token else None
-        record = self._state.keys.get(key_id) if key_id else None
-        if record is None or not hmac.compare_digest(record.sha256, _digest(token or "")):
-            reason = "missing" if not token else "unknown_key"
-            self._refuse(reason, protocol, role, token, actor="anonymous")
+        state = self._state
+        record = state.verified.get(token) if token else None
+        if record is None:
+            key_id = _key_id(token) if token else None
+            record = state.keys.get(key_id) if key_id else None
+            if record is None or not hmac.compare_digest(record.sha256, _digest(token or "")):
+                reason = "missing" if not token else "unknown_key"
+                self._refuse(reason, protocol, role, token, actor="anonymous")
+            state.verified[token or ""] = record
         if not record.usable(time.time()):
             reason = "revoked" if record.revoked_at else "expired"
             self._refuse(reason, protocol, role, token, actor=record.id)

@@ -144,7 +144,7 @@ def _numbers(numeric: list[bytes], rows: int) -> npt.NDArray[np.float32]:
     if not numeric:
         return np.empty((0, rows), dtype=_FLOAT32)
     flat = np.frombuffer(b"".join(numeric), dtype=_FLOAT32)
-    if np.isinf(flat).any():
+    if np.count_nonzero(np.isinf(flat)):  # count_nonzero: no Python-level any() wrapper
         raise _Unusual
     return flat.reshape(len(numeric), rows)
 
@@ -272,7 +272,7 @@ def _json_numbers(numeric: list[list[Any]], rows: int) -> npt.NDArray[np.float32
         raise _Unusual from err
     with np.errstate(over="ignore"):
         block = wide.astype(_FLOAT32)
-    if np.isinf(block).any():
+    if np.count_nonzero(np.isinf(block)):
         raise _Unusual
     return block.reshape(len(numeric), rows)
 

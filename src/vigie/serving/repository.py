@@ -137,6 +137,7 @@ class ModelRepository:
         self._registry = registry
         self._executor = executor
         self._loaded: dict[tuple[str, str], LoadedVersion] = {}
+        self._versions: dict[str, tuple[str, ...]] = {}  # loaded(), rebuilt by _publish
         self._loading: dict[tuple[str, str], asyncio.Task[LoadedVersion]] = {}
         self._aliases: dict[str, dict[str, str]] = {}
         self._pinned: set[tuple[str, str]] = set()
@@ -160,11 +161,9 @@ class ModelRepository:
         return model in self._aliases or any(key[0] == model for key in self._loaded)
 
     def loaded(self) -> dict[str, tuple[str, ...]]:
-        """Model names to their loaded version ids."""
-        result: dict[str, list[str]] = {}
-        for model, version in sorted(self._loaded, key=lambda k: (k[0], int(k[1]))):
-            result.setdefault(model, []).append(version)
-        return {model: tuple(versions) for model, versions in result.items()}
+        """Model names to their loaded version ids (a copy; the metadata of every request
+        reads it, so it is built when a version is loaded or unloaded, not here)."""
+        return dict(self._versions)
 
     def metadata(self, model: str, version: str) -> ModelMetadata:
         """Metadata of a version, loaded or only registered (read from its spec, cached).
@@ -287,7 +286,12 @@ class ModelRepository:
         await asyncio.gather(*(item.batcher.stop() for item in loaded), return_exceptions=True)
 
     def _publish(self) -> None:
-        """Set ``vigie_loaded_versions``: 1 per loaded version and alias, 0 for the rest."""
+        """Set ``vigie_loaded_versions``: 1 per loaded version and alias, 0 for the rest;
+        rebuild what :meth:`loaded` returns."""
+        versions: dict[str, list[str]] = {}
+        for model, version in sorted(self._loaded, key=lambda k: (k[0], int(k[1]))):
+            versions.setdefault(model, []).append(version)
+        self._versions = {model: tuple(ids) for model, ids in versions.items()}
         current = {
             (model, version, alias)
             for model, pointers in self._aliases.items()

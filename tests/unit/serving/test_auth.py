@@ -72,6 +72,16 @@ def test_known_id_with_wrong_secret_is_unauthenticated(settings: Settings) -> No
     assert refused(Authenticator(settings), forged).code is ErrorCode.UNAUTHENTICATED
 
 
+def test_a_forged_secret_is_refused_after_the_real_key_was_accepted(settings: Settings) -> None:
+    key_id, token = create_key(settings, "predict", actor="alice")
+    auth = Authenticator(settings)
+    assert auth.check(token, "predict", "v2-rest") == key_id  # now remembered as verified
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert refused(auth, forged).code is ErrorCode.UNAUTHENTICATED
+    assert auth.check(token, "predict", "v2-rest") == key_id
+    assert refused(auth, token, "admin").code is ErrorCode.FORBIDDEN  # roles still checked
+
+
 def test_revoked_key_is_refused_by_a_running_authenticator(settings: Settings) -> None:
     key_id, token = create_key(settings, "predict", actor="alice")
     auth = Authenticator(settings, refresh_s=0)
