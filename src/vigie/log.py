@@ -62,17 +62,31 @@ class BackgroundHandler(logging.Handler):
         self.dropped = 0
         self._capacity = capacity
         self._interval_s = interval_s
-        self._records: collections.deque[logging.LogRecord] = collections.deque()
+        self._records: collections.deque[
+            logging.LogRecord | tuple[str, str, dict[str, Any], float]
+        ] = collections.deque()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         atexit.register(self.flush)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record (never blocks on the stream)."""
+        self._queue(record)
+
+    def defer(self, name: str, message: str, fields: dict[str, Any]) -> None:
+        """Queue an INFO line of logger ``name`` whose record this handler's thread builds.
+
+        What :func:`access_line` uses: the request pays for a tuple, not for a
+        ``LogRecord`` (about 15 µs through ``Logger.info``). The record gets the time of
+        this call; it has no caller location, thread or process of the request.
+        """
+        self._queue((name, message, fields, time.time()))
+
+    def _queue(self, item: logging.LogRecord | tuple[str, str, dict[str, Any], float]) -> None:
         if len(self._records) >= self._capacity:
             self.dropped += 1
             return
-        self._records.append(record)
+        self._records.append(item)
         if self._thread is None:
             self._start()
 
@@ -80,7 +94,8 @@ class BackgroundHandler(logging.Handler):
         """Write every waiting record now."""
         lines = []
         while self._records:
-            record = self._records.popleft()
+            item = self._records.popleft()
+            record = item if isinstance(item, logging.LogRecord) else _deferred_record(*item)
             try:
                 lines.append(self.format(record))
             except Exception:  # a bad record must not stop the others
@@ -115,8 +130,34 @@ class BackgroundHandler(logging.Handler):
             self.flush()
 
 
+def _deferred_record(
+    name: str, message: str, fields: dict[str, Any], created: float
+) -> logging.LogRecord:
+    record = logging.LogRecord(name, logging.INFO, "", 0, message, None, None)
+    record.created, record.msecs = created, (created - int(created)) * 1000.0
+    record.__dict__.update(fields)
+    return record
+
+
 #: Loggers with one line per request, written by a :class:`BackgroundHandler`.
 ACCESS_LOGGERS = ("vigie.serving.grpc.access", "vigie.serving.rest.access")
+
+
+def access_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """``logger.info(message, extra=fields)``, cheaper on the request's path.
+
+    When ``logger``'s only handler is a :class:`BackgroundHandler` (the access loggers
+    under :func:`background_access_logs`), the handler's thread builds the record; else it
+    is an ordinary ``info`` call. ``message`` is final (no ``%`` arguments); ``fields`` must
+    not be changed afterwards.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handlers = logger.handlers
+    if len(handlers) == 1 and isinstance(handlers[0], BackgroundHandler) and not logger.filters:
+        handlers[0].defer(logger.name, message, fields)
+    else:
+        logger.info("%s", message, extra=fields)
 
 
 def background_access_logs(formatter: logging.Formatter, stream: TextIO) -> BackgroundHandler:

@@ -26,6 +26,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from vigie.errors import ErrorCode, VigieError
+from vigie.log import access_line
 from vigie.serving import metrics
 from vigie.serving.auth import parse_bearer
 from vigie.serving.status import grpc_status
@@ -306,11 +307,10 @@ class ServingInterceptor(_UnaryInterceptor):
             _count_failure(self._model_label(state.model), state.outcome or status)
         if not access_log.isEnabledFor(logging.INFO):
             return  # the line and its fields are built only for a logger that keeps them
-        access_log.info(
-            "grpc %s %s",
-            state.method,
-            status,
-            extra={
+        access_line(
+            access_log,
+            f"grpc {state.method} {status}",
+            {
                 "method": state.method,
                 "peer": context.peer(),
                 "status": status,

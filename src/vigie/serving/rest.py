@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.log import access_line
 from vigie.serving import codec, metrics, oip
 from vigie.serving.fast_decode import decode_json_inputs
 from vigie.serving.status import http_status
@@ -201,12 +202,10 @@ def _log_access(request: Request, response: Response, elapsed: float) -> None:
     """One line per OIP REST request (BentoML's access log skips ``/v2``)."""
     client = request.scope.get("client")
     path = request.scope["path"]
-    access_log.info(
-        "%s %s %s",
-        request.method,
-        path,
-        response.status_code,
-        extra={
+    access_line(
+        access_log,
+        f"{request.method} {path} {response.status_code}",
+        {
             "method": request.method,
             "path": path,
             "status": response.status_code,

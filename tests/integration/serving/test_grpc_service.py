@@ -219,3 +219,24 @@ def test_health_and_reflection_list_the_service(service: dict[str, Any]) -> None
         answer = next(iter(reflect.ServerReflectionInfo(iter([query]), timeout=5)))
     assert check.status == health_pb2.HealthCheckResponse.SERVING
     assert SERVICE in [s.name for s in answer.list_services_response.service]
+
+
+def test_each_call_leaves_one_access_line_in_the_server_log(
+    service: dict[str, Any], metadata: dict[str, dict[str, Any]], server: Server
+) -> None:
+    request_id = f"access-{time.time_ns()}"
+    call = {"op": "infer", "model": MODELS[0], "id": request_id}
+    (answer,) = triton(service, {**call, "inputs": inputs_for(metadata[MODELS[0]], 2)})
+    assert answer["ok"], answer
+    lines: list[dict[str, Any]] = []
+    for _ in range(100):  # the writer flushes every 50 ms; a guard, not a timing assertion
+        text = server.log.read_text().splitlines()
+        entries = [json.loads(line) for line in text if line.startswith("{")]
+        lines = [e for e in entries if e.get("request_id") == request_id]
+        if lines:
+            break
+        time.sleep(0.1)
+    (line,) = lines
+    assert line["logger"] == "vigie.serving.grpc.access" and line["msg"] == "grpc ModelInfer OK"
+    assert (line["model"], line["status"]) == (MODELS[0], "OK")
+    assert line["caller"].startswith("key_") and line["duration_ms"] > 0

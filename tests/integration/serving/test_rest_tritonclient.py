@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -136,3 +139,35 @@ def test_bentoml_http_metrics_count_predict_but_not_the_oip_routes(server: Serve
     assert any('endpoint="/predict"' in line for line in bentoml)
     assert not [line for line in bentoml if 'endpoint="/v2' in line]
     assert 'vigie_requests_total{model="_unknown",outcome="MODEL_NOT_FOUND"' in text
+
+
+def test_each_oip_request_leaves_one_access_line_in_the_server_log(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    frame, _, _ = real_rows(server, "flight_delay", 2)
+    metadata = client.get_model_metadata("flight_delay", headers=dict(server.headers))
+    request_id = f"access-{time.time_ns()}"
+    client.infer(
+        "flight_delay",
+        inputs(metadata, frame, binary=False),
+        request_id=request_id,
+        headers=dict(server.headers),
+    )
+    lines: list[dict[str, Any]] = []
+    for _ in range(100):  # the writer flushes every 50 ms; a guard, not a timing assertion
+        lines = [
+            entry
+            for entry in map(json.loads, _json_lines(server.log))
+            if entry.get("request_id") == request_id
+        ]
+        if lines:
+            break
+        time.sleep(0.1)
+    (line,) = lines
+    assert line["logger"] == "vigie.serving.rest.access"
+    assert (line["method"], line["status"]) == ("POST", 200)
+    assert line["path"] == "/v2/models/flight_delay/infer" and line["duration_ms"] > 0
+
+
+def _json_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("{")]

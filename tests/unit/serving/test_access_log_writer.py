@@ -7,8 +7,17 @@ import json
 import logging
 import threading
 import time
+from datetime import datetime
 
-from vigie.log import ACCESS_LOGGERS, BackgroundHandler, JsonFormatter, background_access_logs
+import pytest
+
+from vigie.log import (
+    ACCESS_LOGGERS,
+    BackgroundHandler,
+    JsonFormatter,
+    access_line,
+    background_access_logs,
+)
 
 
 def test_lines_are_written_by_the_writer_thread_in_order_and_flushed() -> None:
@@ -63,3 +72,50 @@ def test_the_access_loggers_get_one_writer_and_stop_propagating() -> None:
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_a_deferred_access_line_reads_as_a_logged_one() -> None:
+    stream = io.StringIO()
+    handler = background_access_logs(JsonFormatter(), stream)
+    access = logging.getLogger(ACCESS_LOGGERS[1])
+    access.setLevel(logging.INFO)
+    fields = {"method": "POST", "status": 200, "duration_ms": 1.5, "request_id": "r1"}
+    try:
+        before = time.time()
+        access_line(access, "POST /v2/models/m/infer 200", fields)  # built by the writer
+        access.info("POST /v2/models/m/infer 200", extra=fields)  # built here, as before
+        handler.flush()
+        deferred, logged = (json.loads(line) for line in stream.getvalue().splitlines())
+        assert datetime.fromisoformat(deferred.pop("ts")).timestamp() >= before - 0.001
+        logged.pop("ts")
+        assert deferred == logged
+        assert deferred["msg"] == "POST /v2/models/m/infer 200" and deferred["request_id"] == "r1"
+    finally:
+        for name in ACCESS_LOGGERS:
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_an_access_line_on_an_ordinary_logger_is_an_info_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("vigie.test.plain-access")
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        access_line(logger, "GET /v2 200", {"status": 200})
+    (record,) = caplog.records
+    assert record.getMessage() == "GET /v2 200" and record.__dict__["status"] == 200
+    logger.setLevel(logging.WARNING)
+    access_line(logger, "not kept", {})
+    assert len(caplog.records) == 1
+    logger.setLevel(logging.NOTSET)
+
+
+def test_deferred_lines_count_against_the_same_capacity() -> None:
+    stream = io.StringIO()
+    handler = BackgroundHandler(stream, capacity=2, interval_s=60.0)
+    handler.setFormatter(logging.Formatter("%(message)s %(status)s"))
+    for i in range(3):
+        handler.defer("vigie.test", f"m{i}", {"status": i})
+    handler.flush()
+    assert stream.getvalue().splitlines() == ["m0 0", "m1 1"] and handler.dropped == 1
