@@ -105,7 +105,7 @@ class RequestDeadline:
             async with deadline:
                 await self.app(scope, receive, started_send)
         except TimeoutError:
-            if started:
+            if started or not deadline.expired():  # the app's own TimeoutError is not ours
                 raise
             await _answer(send, 504, f"Not able to process the request in {self.timeout} seconds")
 

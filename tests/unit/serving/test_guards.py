@@ -102,6 +102,14 @@ def test_no_response_in_time_is_a_504_naming_the_timeout() -> None:
     assert timers == 0
 
 
+def test_the_apps_own_timeout_error_is_not_taken_for_the_deadline() -> None:
+    async def times_out_itself(scope: Any, receive: Any, send: Any) -> None:
+        raise TimeoutError("the app's own")
+
+    with pytest.raises(TimeoutError, match="the app's own"):
+        _run_deadline(times_out_itself, timeout=30.0)
+
+
 def test_a_response_under_way_is_not_cut_by_the_deadline() -> None:
     async def slow_body(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
