@@ -146,15 +146,16 @@ ACCESS_LOGGERS = ("vigie.serving.grpc.access", "vigie.serving.rest.access")
 def access_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
     """``logger.info(message, extra=fields)``, cheaper on the request's path.
 
-    When ``logger``'s only handler is a :class:`BackgroundHandler` (the access loggers
-    under :func:`background_access_logs`), the handler's thread builds the record; else it
-    is an ordinary ``info`` call. ``message`` is final (no ``%`` arguments); ``fields`` must
-    not be changed afterwards.
+    When ``logger``'s only handler is a :class:`BackgroundHandler` and it neither filters
+    nor propagates (the access loggers under :func:`background_access_logs`), the
+    handler's thread builds the record; else it is an ordinary ``info`` call. ``message``
+    is final (no ``%`` arguments); ``fields`` must not be changed afterwards.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
     handlers = logger.handlers
-    if len(handlers) == 1 and isinstance(handlers[0], BackgroundHandler) and not logger.filters:
+    alone = len(handlers) == 1 and not logger.propagate and not logger.filters
+    if alone and isinstance(handlers[0], BackgroundHandler):
         handlers[0].defer(logger.name, message, fields)
     else:
         logger.info("%s", message, extra=fields)
