@@ -132,8 +132,8 @@ class VigiePrediction:
         gc.collect()
         gc.freeze()
         # 32 requests in flight hold a few thousand young objects: at the default threshold
-        # (700) that was 250 young collections a second, each walking them and promoting
-        # them into the middle generation, about 6 % of the worker's event loop.
+        # (700) that was about 200 young collections a second, each walking them and
+        # promoting them into the middle generation (docs/performance.md).
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         logger.info(
             "vigie serving: REST on %s:%s, gRPC on %s:%s, models %s",

@@ -89,7 +89,7 @@ def _columns(
     numbers: Callable[[list[Any], int], npt.NDArray[np.float32]],
     strings: Callable[[Any, int], npt.NDArray[Any]],
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
-    """The columns of the gRPC fast path, from each input's (name, is string, rows, data).
+    """The columns of both fast paths, from each input's (name, is string, rows, data).
 
     Every input must have the same rows (1 to ``max_rows``) and each of ``kinds`` must come
     once; ``numbers`` makes the numeric inputs one block (a row per input, in order),
@@ -204,44 +204,32 @@ def decode_json_inputs(
 def _decode_json(
     inputs: Any, kinds: dict[str, bool], max_rows: int, max_string_length: int
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
-    # One loop over the inputs, without a call per input: at 29 inputs and one row, the
-    # per-input overhead was a third of this function.
     if type(inputs) is not list or len(inputs) != len(kinds):
         raise _Unusual
-    rows = -1
-    numeric: list[list[Any]] = []
-    numeric_names: list[str] = []
-    texts: list[tuple[str, list[Any]]] = []
-    for item in inputs:
-        if type(item) is not dict or item.get("parameters"):
-            raise _Unusual
-        name = item.get("name")
-        if type(name) is not str or (is_string := kinds.get(name)) is None:
-            raise _Unusual
-        datatype = item.get("datatype")
-        if not (datatype == "BYTES" if is_string else datatype in _JSON_NUMBER_DATATYPES):
-            raise _Unusual
-        shape, data = item.get("shape"), item.get("data")
-        if type(data) is not list or not _plain_shape(shape, len(data)):
-            raise _Unusual
-        n = len(data)
-        if n != rows:
-            if rows != -1 or not 0 < n <= max_rows:
-                raise _Unusual
-            rows = n
-        if is_string:
-            texts.append((name, data))
-        else:
-            numeric.append(data)
-            numeric_names.append(name)
-    if len(set(numeric_names).union(name for name, _ in texts)) != len(kinds):
-        raise _Unusual  # an input given twice (and so another one missing)
-    columns: dict[str, npt.NDArray[Any]] = dict(
-        zip(numeric_names, _json_numbers(numeric, rows), strict=True)
+    plain = (_json_input(item, kinds) for item in inputs)
+    return _columns(
+        plain,
+        kinds,
+        max_rows,
+        _json_numbers,
+        lambda data, _: _json_strings(data, max_string_length),
     )
-    for name, data in texts:
-        columns[name] = _json_strings(data, max_string_length)
-    return columns, rows
+
+
+def _json_input(item: Any, kinds: dict[str, bool]) -> tuple[str, bool, int, list[Any]]:
+    """Name, whether it is a string input, rows and data of one plain JSON input."""
+    if type(item) is not dict or item.get("parameters"):
+        raise _Unusual
+    name = item.get("name")
+    if type(name) is not str or (is_string := kinds.get(name)) is None:
+        raise _Unusual
+    datatype = item.get("datatype")
+    if not (datatype == "BYTES" if is_string else datatype in _JSON_NUMBER_DATATYPES):
+        raise _Unusual
+    data = item.get("data")
+    if type(data) is not list or not _plain_shape(item.get("shape"), len(data)):
+        raise _Unusual
+    return name, is_string, len(data), data
 
 
 def _plain_shape(shape: Any, n: int) -> bool:
