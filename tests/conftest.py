@@ -22,6 +22,7 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
+import redis
 from click.testing import Result
 from psycopg import sql
 from typer.testing import CliRunner
@@ -277,19 +278,89 @@ def postgres_admin_url() -> str:
     return url
 
 
+def _create_database(admin_url: str) -> str:
+    """A new, empty database ``vigie_t_<random>`` on the test server; returns its URL."""
+    name = f"vigie_t_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlunparse(urlparse(admin_url)._replace(path=f"/{name}"))
+
+
+def _drop_database(admin_url: str, url: str) -> None:
+    name = urlparse(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 @pytest.fixture
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, empty database ``vigie_t_<random>`` on the test server, dropped after."""
-    name = f"vigie_t_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _create_database(postgres_admin_url)
     try:
-        yield urlunparse(urlparse(postgres_admin_url)._replace(path=f"/{name}"))
+        yield url
     finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        _drop_database(postgres_admin_url, url)
+
+
+@pytest.fixture(scope="session")
+def fresh_database() -> Iterator[Callable[[str], str]]:
+    """Factory for fixtures wider than one test: a fresh database on the server of the
+    admin URL given, every one dropped at the end of the session."""
+    made: list[tuple[str, str]] = []
+
+    def make(admin_url: str) -> str:
+        made.append((admin_url, _create_database(admin_url)))
+        return made[-1][1]
+
+    yield make
+    for admin_url, url in made:
+        _drop_database(admin_url, url)
+
+
+REDIS_ENV = "VIGIE_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def redis_admin_url() -> str:
+    """The Redis server for integration tests (CI sets VIGIE_TEST_REDIS_URL)."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set: no Redis server to test against")
+    return url
+
+
+@pytest.fixture(scope="session")
+def empty_redis_database() -> Iterator[Callable[[str], str]]:
+    """Factory: the URL of a logical database of that Redis server that holds no key, for
+    a test that runs the platform's fixed stream names; each is emptied at session end.
+
+    Raises (as a test failure): when every database 1-15 already holds keys.
+    """
+    taken: list[str] = []
+
+    def make(admin_url: str) -> str:
+        for number in range(1, 16):
+            url = urlunparse(urlparse(admin_url)._replace(path=f"/{number}"))
+            if url in taken:
+                continue
+            client = redis.Redis.from_url(url)
+            try:
+                if client.dbsize() == 0:
+                    taken.append(url)
+                    return url
+            finally:
+                client.close()
+        pytest.fail(f"every logical database 1-15 of {admin_url} holds keys: none to test in")
+
+    yield make
+    for url in taken:
+        client = redis.Redis.from_url(url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from vigie.training import origin_status
 from vigie.training.features import TARGET_COLUMN, TARGET_SQL, Feature, FeatureKind
 from vigie.training.spec import ModelSpec
 from vigie.warehouse.connection import connect
+from vigie.warehouse.dialect import FLOAT64, typed_null
 
 #: Columns every snapshot carries besides the features and the target.
 KEY_COLUMNS = ("flight_key", "sched_dep_utc")
@@ -94,7 +95,7 @@ def feature_columns(features: list[Feature]) -> list[str]:
     """The select-list entries of ``features``: an origin-status one is NULL, with the
     flight's origin and carrier added once for :func:`origin_status.add_to` to fill it."""
     columns = [
-        f"CAST(NULL AS DOUBLE) AS {f.name}" if f.history else f"{f.sql} AS {f.name}"
+        f"{typed_null(FLOAT64)} AS {f.name}" if f.history else f"{f.sql} AS {f.name}"
         for f in features
     ]
     if any(f.history for f in features):

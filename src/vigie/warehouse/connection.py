@@ -79,6 +79,33 @@ def connect(url: str, *, read_only: bool = False, lock_wait_s: float = LOCK_WAIT
     )
 
 
+@contextmanager
+def refused_statement(dialect: Dialect, sql: str) -> Iterator[None]:
+    """Turn the engine's own error for one statement into a :class:`VigieError` that names
+    the engine, its message and the statement's start, so a command says it in one line.
+
+    A lost or refused connection is WAREHOUSE_UNAVAILABLE; a statement the engine refuses
+    (a syntax the dialect lacks, a constraint, a permission) is INTERNAL: the product built
+    it, so it is a defect to report, not the user's input.
+    """
+    try:
+        yield
+    except (psycopg.Error, duckdb.Error) as err:
+        unavailable = isinstance(err, psycopg.OperationalError | duckdb.ConnectionException)
+        first_line = next((line for line in str(err).splitlines() if line.strip()), "")
+        statement = " ".join(sql.split())
+        raise VigieError(
+            ErrorCode.WAREHOUSE_UNAVAILABLE if unavailable else ErrorCode.INTERNAL,
+            f"the {_ENGINE_NAMES[dialect]} warehouse refused a statement: "
+            f"{first_line or type(err).__name__} (statement: {statement[:120]})",
+            dialect=dialect,
+            engine_error=type(err).__name__,
+        ) from err
+
+
+_ENGINE_NAMES: dict[Dialect, str] = {"duckdb": "DuckDB", "postgresql": "PostgreSQL"}
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced, safe for logs and errors."""
     parsed = urlparse(url)
@@ -117,7 +144,8 @@ class DuckDBWarehouse:
         self._depth = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = self._con.execute(sql, list(params) if params else None)
+        with refused_statement(self.dialect, sql):
+            cur = self._con.execute(sql, list(params) if params else None)
         try:
             rows = cur.fetchall()
         except duckdb.Error:
@@ -127,10 +155,12 @@ class DuckDBWarehouse:
         return -1
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._con.execute(sql, list(params)).fetchall()
+        with refused_statement(self.dialect, sql):
+            return self._con.execute(sql, list(params)).fetchall()
 
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
-        return self._con.execute(sql, list(params)).to_arrow_table()
+        with refused_statement(self.dialect, sql):
+            return self._con.execute(sql, list(params)).to_arrow_table()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -147,12 +177,14 @@ class DuckDBWarehouse:
             return 0
         columns = ", ".join(data.column_names)
         self._con.register("_vigie_stage", data)
+        cond = " AND ".join(f"t.{k} = s.{k}" for k in key)
+        statement = (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _vigie_stage s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond})"
+        )
         try:
-            cond = " AND ".join(f"t.{k} = s.{k}" for k in key)
-            result = self._con.execute(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _vigie_stage s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond})"
-            ).fetchone()
+            with refused_statement(self.dialect, statement):
+                result = self._con.execute(statement).fetchone()
         finally:
             self._con.unregister("_vigie_stage")
         return int(result[0]) if result else 0
@@ -185,17 +217,17 @@ class PostgresWarehouse:
         return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._con.cursor() as cur:
+        with refused_statement(self.dialect, sql), self._con.cursor() as cur:
             cur.execute(self._sql(sql) if params else sql, list(params) or None)
             return cur.rowcount
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._con.cursor() as cur:
+        with refused_statement(self.dialect, sql), self._con.cursor() as cur:
             cur.execute(self._sql(sql) if params else sql, list(params) or None)
             return list(cur.fetchall())
 
     def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
-        with self._con.cursor() as cur:
+        with refused_statement(self.dialect, sql), self._con.cursor() as cur:
             cur.execute(self._sql(sql) if params else sql, list(params) or None)
             names = [d.name for d in cur.description or []]
             rows = cur.fetchall()
@@ -212,7 +244,7 @@ class PostgresWarehouse:
         columns = ", ".join(data.column_names)
         buffer = io.BytesIO()
         pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False))
-        with self._con.cursor() as cur:
+        with refused_statement(self.dialect, f"COPY into {table}"), self._con.cursor() as cur:
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS _vigie_stage_{table} "
                 f"(LIKE {table} INCLUDING DEFAULTS)"

@@ -65,3 +65,35 @@ def test_a_transaction_rolls_back_on_error(tmp_path: Path) -> None:
         assert warehouse.query("SELECT count(*) FROM t") == [(0,)]
     finally:
         warehouse.close()
+
+
+def test_a_statement_the_engine_refuses_is_one_error_naming_engine_and_statement(
+    tmp_path: Path,
+) -> None:
+    warehouse = connect(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    try:
+        with pytest.raises(VigieError) as refused:
+            warehouse.query("SELECT CAST(NULL AS NO_SUCH_TYPE) AS x")
+
+        assert refused.value.code is ErrorCode.INTERNAL
+        message = str(refused.value)
+        assert message.startswith("[INTERNAL] the DuckDB warehouse refused a statement: ")
+        assert "NO_SUCH_TYPE" in message
+        assert "(statement: SELECT CAST(NULL AS NO_SUCH_TYPE) AS x)" in message
+        assert isinstance(refused.value.__cause__, Exception)
+    finally:
+        warehouse.close()
+
+
+def test_a_refused_insert_leaves_the_table_as_it_was(tmp_path: Path) -> None:
+    warehouse = connect(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    try:
+        warehouse.execute("CREATE TABLE t (k BIGINT PRIMARY KEY, v VARCHAR NOT NULL)")
+        with pytest.raises(VigieError, match="refused a statement"):
+            warehouse.insert_new(
+                "t", pa.table({"k": [1], "v": pa.array([None], pa.string())}), ["k"]
+            )
+
+        assert warehouse.query("SELECT count(*) FROM t") == [(0,)]
+    finally:
+        warehouse.close()
