@@ -20,9 +20,9 @@ from pathlib import Path
 from vigie.config import load_settings
 from vigie.governance.policy import load_policy
 from vigie.pipelines.run import run_pipeline
+from vigie.runtime import OnnxModel
 from vigie.training import benchmark
 from vigie.training.export import export_onnx
-from vigie.training.runtime import OnnxModel
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 from vigie.training.train import train_model

@@ -57,9 +57,9 @@ from vigie.governance.policy import load_policy
 from vigie.pipelines.run import run_pipeline
 from vigie.registry import Registry
 from vigie.retraining.lifecycle import assess, promote, train_and_register
+from vigie.runtime import OnnxModel
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from vigie.training.runtime import OnnxModel
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 

@@ -26,7 +26,7 @@ import onnxruntime as ort
 from vigie.config import load_settings
 from vigie.governance.policy import load_policy
 from vigie.registry import Registry
-from vigie.training.runtime import OnnxModel
+from vigie.runtime import OnnxModel
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 

@@ -39,9 +39,9 @@ from locust.env import Environment
 from locust.exception import StopUser
 
 from vigie.config import load_settings
+from vigie.features.catalogue import CATALOGUE
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from vigie.training.features import CATALOGUE
 
 #: Rows kept from the flights file: enough variety, bounded memory per Locust process.
 MAX_POOL_ROWS = 20_000

@@ -33,11 +33,11 @@ import pyarrow.parquet as pq
 import yaml
 
 from vigie.config import Settings, load_settings
+from vigie.features.catalogue import CATALOGUE, FeatureKind
 from vigie.pipelines.run import run_pipeline
 from vigie.registry import Alias, Registry
 from vigie.retraining.lifecycle import assess, promote, train_and_register
 from vigie.training import origin_status
-from vigie.training.features import CATALOGUE, FeatureKind
 from vigie.training.snapshot import snapshot_sql
 from vigie.warehouse.connection import connect
 

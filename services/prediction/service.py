@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, create_model
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.catalogue import CATALOGUE, FeatureKind
 from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
 from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, codec, grpc_server, metrics
@@ -36,7 +37,6 @@ from vigie.serving.guards import JsonBodyOnly, install_bentoml_layers
 from vigie.serving.rest import InferLane, RestContext, bearer, create_app
 from vigie.serving.status import http_status
 from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor, new_request_id
-from vigie.training.features import CATALOGUE, FeatureKind
 
 logger = logging.getLogger("vigie.service")
 

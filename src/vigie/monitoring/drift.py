@@ -44,7 +44,7 @@ from scipy import stats  # type: ignore[import-untyped, unused-ignore]
 from scipy.spatial import distance  # type: ignore[import-untyped, unused-ignore]
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.training.features import FeatureKind, resolve_features
+from vigie.features.catalogue import FeatureKind, resolve_features
 
 
 class ColumnKind(enum.StrEnum):

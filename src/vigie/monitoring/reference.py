@@ -18,10 +18,10 @@ import yaml
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.catalogue import TARGET_COLUMN, FeatureKind
 from vigie.monitoring.drift import ColumnKind, ReferenceProfile
 from vigie.registry.registry import Registry
-from vigie.training.features import TARGET_COLUMN, FeatureKind
-from vigie.training.runtime import OnnxModel
+from vigie.runtime import OnnxModel
 from vigie.training.spec import ModelSpec, Task
 from vigie.training.train import labels
 

@@ -3,7 +3,7 @@
 Every flight of the window is read (arrived, cancelled and diverted: a prediction is
 asked for each before departure, whatever happens later) with the features the served
 models take, computed by the same catalogue expressions over the same star-schema joins
-as the training snapshots (:mod:`vigie.training.features`, :mod:`vigie.training.snapshot`),
+as the training snapshots (:mod:`vigie.features.catalogue`, :mod:`vigie.training.snapshot`),
 so a replayed request carries what the model was trained on. Columns are kept as numpy
 arrays: a year is 336,776 flights, and a request is a slice of them.
 """
@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.catalogue import CATALOGUE, Feature, FeatureKind
 from vigie.registry import Registry
 from vigie.training import origin_status
-from vigie.training.features import CATALOGUE, Feature, FeatureKind
 from vigie.training.snapshot import feature_columns
 from vigie.warehouse.connection import connect
 

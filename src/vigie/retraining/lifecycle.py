@@ -33,9 +33,9 @@ from vigie.registry import (
     Registry,
     evaluate_gates,
 )
+from vigie.runtime import OnnxModel
 from vigie.training.evaluate import metrics as score
 from vigie.training.pipeline import CandidateBundle, build_candidate
-from vigie.training.runtime import OnnxModel
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 from vigie.training.train import Progress, labels

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from vigie.features.catalogue import TARGET_COLUMN, TARGET_SOURCE, Feature, FeatureKind
 from vigie.pipelines.expectations import (
     ColumnExpectation,
     Expectations,
@@ -27,7 +28,6 @@ from vigie.pipelines.expectations import (
     load_expectations,
 )
 from vigie.pipelines.validate import META, validate
-from vigie.training.features import TARGET_COLUMN, TARGET_SOURCE, Feature, FeatureKind
 from vigie.training.spec import ModelSpec
 
 #: Fewest rows a training snapshot may have (a month of 2013 holds about 27,000 arrivals).

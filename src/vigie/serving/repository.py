@@ -23,12 +23,12 @@ import yaml
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.catalogue import CATALOGUE, FeatureKind
 from vigie.registry import Registry
+from vigie.runtime import OnnxModel
 from vigie.serving import metrics
 from vigie.serving.batcher import Batcher, Compute
 from vigie.serving.types import Datatype, ModelMetadata, TensorSpec
-from vigie.training.features import CATALOGUE, FeatureKind
-from vigie.training.runtime import OnnxModel
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from vigie.training.features import FeatureKind
+from vigie.features.catalogue import FeatureKind
 from vigie.training.spec import ModelSpec, Task
 from vigie.training.train import labels
 

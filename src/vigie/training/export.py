@@ -20,7 +20,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from vigie.training.features import FeatureKind
+from vigie.features.catalogue import FeatureKind
 from vigie.training.preprocess import OOV_INDEX
 from vigie.training.train import TrainedModel
 

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from vigie.training.features import Feature
+from vigie.features.catalogue import Feature
 from vigie.warehouse.connection import Warehouse
 
 #: The feature names this module computes, in catalogue order.

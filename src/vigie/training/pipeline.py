@@ -21,12 +21,12 @@ import torch
 
 from vigie.config import Settings
 from vigie.governance.policy import load_policy
+from vigie.runtime import OnnxModel
 from vigie.training import benchmark
 from vigie.training.behaviour import BehaviourReport, run_behaviour
 from vigie.training.card import write_card
 from vigie.training.evaluate import evaluate
 from vigie.training.export import export_onnx
-from vigie.training.runtime import OnnxModel
 from vigie.training.snapshot import Snapshot, build_snapshot
 from vigie.training.spec import ModelSpec, load_spec, spec_path
 from vigie.training.train import Progress, TrainedModel, time_split, train_model

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.catalogue import TARGET_COLUMN, TARGET_SQL, Feature, FeatureKind
 from vigie.training import origin_status
-from vigie.training.features import TARGET_COLUMN, TARGET_SQL, Feature, FeatureKind
 from vigie.training.spec import ModelSpec
 from vigie.warehouse.connection import connect
 from vigie.warehouse.dialect import FLOAT64, typed_null

@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.catalogue import Feature, FeatureKind, check_policy, resolve_features
 from vigie.governance.policy import DataPolicy, load_policy
-from vigie.training.features import Feature, FeatureKind, check_policy, resolve_features
 
 
 class Task(enum.StrEnum):

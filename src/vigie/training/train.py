@@ -18,7 +18,7 @@ from torch import nn
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.training.features import TARGET_COLUMN, FeatureKind
+from vigie.features.catalogue import TARGET_COLUMN, FeatureKind
 from vigie.training.net import OutputHead, TabularNet
 from vigie.training.preprocess import Frame, Preprocessor
 from vigie.training.snapshot import Snapshot

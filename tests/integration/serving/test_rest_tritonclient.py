@@ -14,9 +14,9 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from vigie.features.catalogue import CATALOGUE
 from vigie.registry import Registry
-from vigie.training.features import CATALOGUE
-from vigie.training.runtime import OnnxModel
+from vigie.runtime import OnnxModel
 
 from .running import MODELS, Server
 

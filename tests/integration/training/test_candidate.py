@@ -14,8 +14,8 @@ import yaml
 
 from vigie.config import Settings, load_settings
 from vigie.pipelines.run import run_pipeline
+from vigie.runtime import OnnxModel
 from vigie.training.pipeline import CandidateBundle, build_candidate
-from vigie.training.runtime import OnnxModel
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 

@@ -22,6 +22,7 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.catalogue import CATALOGUE, FeatureKind
 from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, read_outcomes
 from vigie.monitoring.replay import MAX_SLEEP_S, Replay, ReplayPlan, ReplayRequest
 from vigie.monitoring.replay_source import (
@@ -32,7 +33,6 @@ from vigie.monitoring.replay_source import (
     window_from_arrow,
 )
 from vigie.pipelines.run import run_pipeline
-from vigie.training.features import CATALOGUE, FeatureKind
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 from vigie.warehouse.connection import connect

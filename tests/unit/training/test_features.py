@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.governance.policy import load_policy
-from vigie.training.features import (
+from vigie.features.catalogue import (
     CATALOGUE,
     LEAKAGE,
     Feature,
@@ -18,6 +17,7 @@ from vigie.training.features import (
     check_policy,
     resolve_features,
 )
+from vigie.governance.policy import load_policy
 from vigie.training.snapshot import snapshot_sql
 from vigie.training.spec import load_spec
 

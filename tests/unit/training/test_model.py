@@ -9,11 +9,11 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.runtime import OnnxModel
 from vigie.training.behaviour import run_behaviour
 from vigie.training.evaluate import calibration_table, classification_metrics, evaluate, route_mean
 from vigie.training.export import export_onnx
 from vigie.training.preprocess import OOV_INDEX, Preprocessor
-from vigie.training.runtime import OnnxModel
 from vigie.training.snapshot import Snapshot
 from vigie.training.spec import ModelSpec
 from vigie.training.train import TrainedModel, time_split, train_model

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from vigie.features.catalogue import CATALOGUE, resolve_features
 from vigie.training import origin_status
-from vigie.training.features import CATALOGUE, resolve_features
 from vigie.training.origin_status import Events, Targets, compute
 
 H = 3_600_000_000  # one hour in microseconds
@@ -156,8 +156,8 @@ def test_the_catalogue_holds_every_origin_status_feature_as_history() -> None:
 
 def test_history_features_need_the_policy_to_allow_their_sources_as_history() -> None:
     from vigie.errors import VigieError
+    from vigie.features.catalogue import check_policy
     from vigie.governance.policy import load_policy
-    from vigie.training.features import check_policy
 
     policy = load_policy()
     check_policy(resolve_features(origin_status.NAMES), policy)

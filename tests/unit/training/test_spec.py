@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.training.features import FeatureKind
+from vigie.features.catalogue import FeatureKind
 from vigie.training.spec import Task, load_spec
 
 

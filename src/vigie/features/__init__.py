@@ -1,0 +1,1 @@
+"""Feature definitions shared by training (offline, point in time) and serving (online)."""
