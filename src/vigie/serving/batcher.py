@@ -93,6 +93,7 @@ class Batcher:
         self._wait = metrics.QUEUE_WAIT.labels(model, version)
         self._compute_time = metrics.COMPUTE.labels(model, version)
         self._batch_rows = metrics.BATCH_ROWS.labels(model, version)
+        self._splits = metrics.BATCH_SPLITS.labels(model, version)
 
     @property
     def closed(self) -> bool:
@@ -200,21 +201,50 @@ class Batcher:
             now = time.perf_counter()
             for item in live:
                 self._wait.observe(now - item.queued_at)
-            columns = _concatenate([item.columns for item in live])
             rows = sum(item.rows for item in live)
             self._batch_rows.observe(rows)
-            try:
-                if rows <= self._inline_rows:
-                    outputs = self._timed(columns)
-                else:
-                    loop = asyncio.get_running_loop()
-                    outputs = await loop.run_in_executor(self._executor, self._timed, columns)
-            except Exception as err:  # any model failure fails this batch only
-                _fail(live, err, self.name)
-                return
-            _resolve(live, outputs, rows, self.name)
+            await self._isolated(live, rows)
         finally:
             self._slots.release()
+
+    async def _isolated(self, items: list[_Item], rows: int) -> None:
+        """Compute ``items`` together; if the model call fails, split them in two and try each
+        half, down to single requests, so that a request that fails alone is the only one to
+        get the error and every other one gets its predictions.
+
+        A request reaches the batcher validated, so a failure is rare; splitting costs
+        ``O(f log n)`` more calls for ``f`` failing requests out of ``n``.
+        """
+        try:
+            outputs = await self._call(_concatenate([item.columns for item in items]), rows)
+        except Exception as err:
+            if len(items) == 1:
+                _fail(items, err, self.name)
+                return
+            self._splits.inc()
+            half = len(items) // 2
+            for part in (items[:half], items[half:]):
+                await self._isolated(part, sum(item.rows for item in part))
+            return
+        offset = 0
+        for item in items:
+            if not item.future.done():
+                item.future.set_result(outputs[offset : offset + item.rows])
+            offset += item.rows
+
+    async def _call(
+        self, columns: dict[str, npt.NDArray[Any]], rows: int
+    ) -> npt.NDArray[np.float32]:
+        """One model call, on the loop up to ``inline_rows`` rows, else in the executor; an
+        answer with another number of rows than asked is a failure too."""
+        if rows <= self._inline_rows:
+            outputs = self._timed(columns)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, self._timed, columns)
+        if outputs.shape[0] != rows:
+            raise RuntimeError(f"{outputs.shape[0]} outputs for {rows} rows")
+        return outputs
 
     def _timed(self, columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
         start = time.perf_counter()
@@ -228,17 +258,6 @@ def _concatenate(parts: list[dict[str, npt.NDArray[Any]]]) -> dict[str, npt.NDAr
     if len(parts) == 1:
         return parts[0]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def _resolve(items: list[_Item], outputs: npt.NDArray[np.float32], rows: int, name: str) -> None:
-    if outputs.shape[0] != rows:
-        _fail(items, RuntimeError(f"{outputs.shape[0]} outputs for {rows} rows"), name)
-        return
-    offset = 0
-    for item in items:
-        if not item.future.done():
-            item.future.set_result(outputs[offset : offset + item.rows])
-        offset += item.rows
 
 
 def _failure(err: Exception, name: str) -> VigieError:

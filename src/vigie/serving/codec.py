@@ -148,7 +148,7 @@ def _strings(tensor: RawTensor, max_length: int) -> npt.NDArray[Any]:
     except (AttributeError, TypeError, UnicodeDecodeError):
         texts = _strings_checked(tensor.name, values, max_length)
     present = cast(list[str], texts if None not in texts else [t for t in texts if t is not None])
-    if present and max(map(len, present)) > max_length:
+    if present and (max(map(len, present)) > max_length or not is_unicode(present)):
         texts = _strings_checked(tensor.name, values, max_length)
     column = np.empty(len(texts), dtype=object)
     column[:] = texts
@@ -168,6 +168,12 @@ def _strings_checked(name: str, values: Sequence[Any], max_length: int) -> list[
                 raise invalid(name, f"row {index} is not valid UTF-8") from err
         elif isinstance(value, str):
             text = str(value)
+            if not is_unicode((text,)):
+                raise invalid(
+                    name,
+                    f"row {index} is not valid Unicode (it holds a lone surrogate code point, "
+                    "which no UTF-8 text can carry)",
+                )
         else:
             raise invalid(
                 name, f"row {index} is {type(value).__name__}, a string (or null) expected"
@@ -180,6 +186,23 @@ def _strings_checked(name: str, values: Sequence[Any], max_length: int) -> list[
             )
         texts.append(text)
     return texts
+
+
+def is_unicode(texts: Sequence[str]) -> bool:
+    """Every text is valid Unicode: no lone surrogate, which JSON's ``\\ud800`` escapes can
+    carry into a ``str`` but UTF-8, and so the model's string inputs, cannot.
+
+    One join and one check for the whole column; ASCII text (the usual case) is known valid
+    without encoding.
+    """
+    joined = "".join(texts)
+    if joined.isascii():
+        return True
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _numbers(tensor: RawTensor) -> npt.NDArray[np.float32]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vigie.serving.codec import is_unicode
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.types import Datatype, ModelMetadata, TensorSpec
 
@@ -270,7 +271,7 @@ def _json_strings(data: list[Any], max_length: int) -> npt.NDArray[Any]:
     if not types <= _TEXT_TYPES:
         raise _Unusual
     present = data if type(None) not in types else [v for v in data if v is not None]
-    if present and max(map(len, present)) > max_length:
+    if present and (max(map(len, present)) > max_length or not is_unicode(present)):
         raise _Unusual
     column = np.empty(len(data), dtype=object)
     column[:] = data

@@ -68,6 +68,12 @@ BATCH_ROWS = Histogram(
     ["model", "version"],
     buckets=ROW_BUCKETS,
 )
+BATCH_SPLITS = Counter(
+    "vigie_batch_splits_total",
+    "Batches whose model call failed and that were split in two and retried, so that only "
+    "the requests that fail alone get an error.",
+    ["model", "version"],
+)
 LOADED_VERSIONS = Gauge(
     "vigie_loaded_versions",
     "1 for each loaded model version and the alias it serves ('pinned' if none).",

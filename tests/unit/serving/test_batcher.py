@@ -194,3 +194,63 @@ async def test_a_failing_model_fails_compute_now_with_a_named_error() -> None:
     with pytest.raises(VigieError) as caught:
         queue.compute_now(rows(1), 1)
     assert caught.value.code is ErrorCode.INTERNAL and "m version 1" in caught.value.message
+
+
+class PoisonedModel:
+    """Doubles ``x`` but fails any call whose rows hold a negative value (as ONNX Runtime
+    fails a whole call for one bad row); records each call's rows."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[float]] = []
+        self.release = threading.Event()
+
+    def __call__(self, columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+        self.calls.append(columns["x"].tolist())
+        self.release.wait(5)
+        if (columns["x"] < 0).any():
+            raise RuntimeError("the model cannot take a negative x")
+        return (columns["x"] * 2).astype(np.float32)
+
+
+@sync
+async def test_a_failed_batch_is_split_so_only_the_requests_that_fail_alone_get_an_error() -> None:
+    model = PoisonedModel()
+    queue = Batcher(model, model="m", version="1", max_rows=64, max_wait_s=0.5, concurrency=1)
+    splits = queue._splits
+    before = splits._value.get()
+    queue.start()
+    first = queue.submit(rows(0), 1)
+    await until(lambda: len(model.calls) == 1)  # computing: the next ones join one batch
+    values = [float(i) for i in range(1, 15)]
+    values[3], values[10] = -1.0, -2.0  # two poisoned requests among fourteen
+    pending = [queue.submit(rows(v, v), 2) for v in values]
+    model.release.set()
+    answers = await asyncio.gather(first, *pending, return_exceptions=True)
+
+    assert len(model.calls[1]) == 28, "the fourteen requests were batched together"
+    for value, answer in zip(values, answers[1:], strict=True):
+        if value < 0:
+            assert isinstance(answer, VigieError) and answer.code is ErrorCode.INTERNAL
+        else:
+            assert not isinstance(answer, BaseException), answer
+            assert answer.tolist() == [2 * value, 2 * value]
+    assert splits._value.get() - before >= 2
+    # each poisoned request ends in a call of its own: the others were never failed with it
+    assert [c for c in model.calls if len(c) == 2 and c[0] < 0] == [[-1.0, -1.0], [-2.0, -2.0]]
+    await queue.stop()
+
+
+@sync
+async def test_a_model_answering_the_wrong_number_of_rows_fails_only_the_request_it_fails() -> None:
+    def short(columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+        x = columns["x"]
+        return x[:-1].astype(np.float32) if (x == 7).any() else x.astype(np.float32)
+
+    queue = Batcher(short, model="m", version="1", max_rows=64, max_wait_s=0.0)
+    queue.start()
+    good, bad = queue.submit(rows(1, 2), 2), queue.submit(rows(7), 1)
+    answers = await asyncio.gather(good, bad, return_exceptions=True)
+
+    assert not isinstance(answers[0], BaseException) and answers[0].tolist() == [1.0, 2.0]
+    assert isinstance(answers[1], VigieError) and answers[1].code is ErrorCode.INTERNAL
+    await queue.stop()

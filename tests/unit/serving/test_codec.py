@@ -97,6 +97,8 @@ def test_every_number_type_is_accepted(datatype: str) -> None:
         (tensors(carrier=["AA", 7]), ["carrier", "row 1", "string"]),
         (tensors(carrier=["AA", "TOOLONG"]), ["carrier", "row 1", "limit is 4"]),
         (tensors(carrier=["AA", b"\xff\xfe"]), ["carrier", "UTF-8"]),
+        (tensors(carrier=["AA", "\ud800"]), ["carrier", "row 1", "not valid Unicode"]),
+        (tensors(carrier=["é\udfff", "AA"]), ["carrier", "row 0", "lone surrogate"]),
     ],
 )
 def test_bad_input_is_refused_naming_the_input(raw: list[RawTensor], words: list[str]) -> None:

@@ -182,6 +182,7 @@ def test_the_json_fast_path_gives_the_general_paths_columns(rows: int) -> None:
         {"distance": None},  # missing
         {"carrier": {"datatype": "BYTES", "data": ["toolongtext"]}},  # above the limit
         {"carrier": {"datatype": "BYTES", "data": [7]}},  # a number for a string
+        {"carrier": {"datatype": "BYTES", "data": ["\ud83d"]}},  # a lone surrogate
         {"carrier": {"datatype": "BYTES", "data": ["AA"], "parameters": {"x": 1}}},
     ],
 )
