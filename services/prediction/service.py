@@ -17,55 +17,36 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
 import bentoml
-import numpy as np
 from bentoml.exceptions import BentoMLException
-from pydantic import BaseModel, Field, create_model
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.features.catalogue import CATALOGUE, FeatureKind
 from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
 from vigie.monitoring.payload_log import PayloadLog
-from vigie.serving import auth, codec, grpc_server, metrics
+from vigie.serving import auth, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane
 from vigie.serving.guards import JsonBodyOnly, install_bentoml_layers
-from vigie.serving.rest import InferLane, RestContext, bearer, create_app
+from vigie.serving.rest import InferLane, RestContext, create_app
 from vigie.serving.status import http_status
-from vigie.serving.types import Datatype, InferRequest, Protocol_, RawTensor, new_request_id
+from vigie.serving.typed_api import (
+    AuthenticateFirst,
+    PredictResponse,
+    caller_of,
+    flight_model,
+    predict_flights,
+)
 
 logger = logging.getLogger("vigie.service")
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
-#: One flight as ``/predict`` takes it: every feature a model may use, by name; null or
-#: absent means missing (the model imputes it; an unknown category is not an error).
-Flight: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "Flight",
-    __doc__="A flight before departure: schedule, aircraft and weather at the origin.",
-    **{
-        name: (
-            (str | None) if feature.kind is FeatureKind.CATEGORICAL else (float | None),
-            Field(default=None, description=feature.description),
-        )
-        for name, feature in CATALOGUE.items()
-    },
-)
-
-
-class PredictResponse(BaseModel):
-    """The predictions of ``/predict``, one per flight, and who made them."""
-
-    model: str = Field(description="The model that answered.")
-    version: str = Field(description="The model version that answered.")
-    output: str = Field(description="What the values are: probability or delay_minutes.")
-    request_id: str = Field(description="The id of this request in the payload log.")
-    predictions: list[float | None] = Field(description="One value per flight, in order.")
+#: One flight as ``/predict`` takes it (vigie.serving.typed_api).
+Flight = flight_model()
 
 
 class VigieServingError(BentoMLException):
@@ -79,6 +60,11 @@ OIP_REST_PATTERN = r"^[a-z]+://[^/]+/v2(/|$|\?)"
 BENTOML_SKIPPED_PATHS = ("/metrics", "/healthz", "/livez", "/readyz")
 #: Net allocations that trigger a young collection in a worker (CPython's default: 700).
 YOUNG_GC_THRESHOLD = 10_000
+
+
+def _optional_context() -> RestContext | None:
+    service: VigiePrediction = bentoml.get_current_service()
+    return service.rest_context
 
 
 def _context() -> RestContext:
@@ -171,56 +157,13 @@ class VigiePrediction:
         ``arrival_delay`` the arrival delay in minutes.
         """
         try:
-            return await self._predict(model, flights, ctx.request.headers.get("authorization"))
+            context = _context()
+            caller = caller_of(ctx.request.scope, context)
+            return await predict_flights(context, model, flights, caller=caller)
         except VigieError as err:
             raise VigieServingError(
                 err.message, error_code=HTTPStatus(http_status(err.code))
             ) from err
-
-    async def _predict(
-        self, model: str, flights: Sequence[BaseModel], authorization: str | None
-    ) -> PredictResponse:
-        context = _context()
-        settings, dataplane = context.settings, self.dataplane
-        if dataplane is None:
-            raise VigieError(ErrorCode.UNAVAILABLE, "the service is starting; retry")
-        caller = None
-        if context.authenticate is not None:
-            caller = context.authenticate(bearer(authorization), "predict", Protocol_.PREDICT.value)
-        metadata = dataplane.model_metadata(model)
-        tensors = [
-            RawTensor(
-                spec.name,
-                spec.datatype.value if spec.datatype is Datatype.BYTES else Datatype.FP64.value,
-                (len(flights),),
-                _values([getattr(f, spec.name, None) for f in flights]),
-            )
-            for spec in metadata.inputs
-        ]
-        try:
-            columns, rows = codec.decode_inputs(
-                metadata,
-                tensors,
-                max_rows=settings.max_request_rows,
-                max_string_length=settings.max_string_length,
-            )
-        except VigieError as err:
-            dataplane.record_failure(Protocol_.PREDICT.value, model, err)
-            raise
-        request_id = new_request_id()
-        result = await dataplane.infer(
-            InferRequest(
-                model, None, request_id, columns, rows, protocol=Protocol_.PREDICT, caller=caller
-            )
-        )
-        output, values = next(iter(result.outputs.items()))
-        return PredictResponse(
-            model=result.model,
-            version=result.version,
-            output=output,
-            request_id=request_id,
-            predictions=[float(v) for v in values],
-        )
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -237,12 +180,6 @@ def _configure_logging(settings: Settings) -> None:
     root.propagate = False
     # A line per request: formatted and written off the request's path, in batches.
     background_access_logs(formatter, sys.stderr)
-
-
-def _values(items: list[Any]) -> Any:
-    values = np.empty(len(items), dtype=object)
-    values[:] = items
-    return values
 
 
 def _authenticator(settings: Settings) -> Any:
@@ -276,6 +213,11 @@ async def _start_payload_log(settings: Settings) -> Any:
 
 # BentoML would answer a multipart body on /predict with a 500: refuse non-JSON first.
 VigiePrediction.add_asgi_middleware(JsonBodyOnly, paths=("/predict",))
+# The key before the body: without a valid one, /predict answers 401/403 whatever was sent
+# (added last, so it runs first).
+VigiePrediction.add_asgi_middleware(
+    AuthenticateFirst, context=_optional_context, paths=("/predict",)
+)
 # OIP REST inference skips BentoML's router and request context (the mounted app still
 # serves every other /v2 route, and inference too if the lane is ever bypassed).
 VigiePrediction.add_asgi_middleware(InferLane, context=_context, prefix=OIP_REST_PREFIX)

@@ -326,10 +326,9 @@ class ServingDataPlane:
     def record_failure(
         self, protocol: str, model: str, err: VigieError, *, version: str = ""
     ) -> None:
-        """Count a failed request (front ends call this for what fails before :meth:`infer`)."""
-        label = self.metric_model(model)
-        metrics.FAILURES.labels(protocol, label, err.code.value).inc()
-        metrics.REQUESTS.labels(protocol, label, version, err.code.value).inc()
+        """Count a failed request (:func:`vigie.serving.inference.serve` and the edges call
+        this for what fails before :meth:`infer`, which counts its own)."""
+        metrics.count_failure(protocol, self.metric_model(model), err.code.value, version=version)
 
     def _not_found(self, name: str) -> VigieError:
         served = ", ".join(sorted(self.repository.aliases())) or "none"

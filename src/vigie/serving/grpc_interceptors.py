@@ -148,12 +148,6 @@ def _final_status(context: grpc.aio.ServicerContext, failed: bool) -> str:
     return "UNKNOWN" if failed else "OK"
 
 
-def _count_failure(model: str, code: str) -> None:
-    protocol = Protocol_.V2_GRPC.value
-    metrics.FAILURES.labels(protocol=protocol, model=model, code=code).inc()
-    metrics.REQUESTS.labels(protocol=protocol, model=model, version="", outcome=code).inc()
-
-
 @dataclass(frozen=True)
 class MalformedMessage:
     """What a request that could not be parsed deserializes to."""
@@ -294,7 +288,11 @@ class ServingInterceptor(_UnaryInterceptor):
         try:
             caller = self._authenticate(token, role, Protocol_.V2_GRPC.value)
         except VigieError as err:
-            _count_auth_failure(err, token)
+            metrics.count_auth_failure(
+                Protocol_.V2_GRPC.value,
+                forbidden=err.code is ErrorCode.FORBIDDEN,
+                token_given=token is not None,
+            )
             await refuse_error(context, err)
         state = CALL.get()
         if state is not None:
@@ -304,7 +302,9 @@ class ServingInterceptor(_UnaryInterceptor):
         self, state: CallState, status: str, elapsed: float, context: grpc.aio.ServicerContext
     ) -> None:
         if state.method == "ModelInfer" and status != "OK" and not state.counted:
-            _count_failure(self._model_label(state.model), state.outcome or status)
+            metrics.count_failure(
+                Protocol_.V2_GRPC.value, self._model_label(state.model), state.outcome or status
+            )
         if not access_log.isEnabledFor(logging.INFO):
             return  # the line and its fields are built only for a logger that keeps them
         access_line(
@@ -321,13 +321,3 @@ class ServingInterceptor(_UnaryInterceptor):
                 "caller": state.caller,
             },
         )
-
-
-def _count_auth_failure(err: VigieError, token: str | None) -> None:
-    if err.code is ErrorCode.FORBIDDEN:
-        reason = "forbidden"
-    elif token is None:
-        reason = "missing"
-    else:
-        reason = "invalid"
-    metrics.AUTH_FAILURES.labels(protocol=Protocol_.V2_GRPC.value, reason=reason).inc()

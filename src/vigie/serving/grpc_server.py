@@ -31,18 +31,16 @@ from vigie.serving.grpc_interceptors import (
     refuse,
     refuse_error,
 )
+from vigie.serving.inference import Call, serve
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_, new_request_id
+from vigie.serving.types import DataPlane, ModelMetadata, Protocol_, new_request_id
 
 #: Full name of the inference service.
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 #: Name the data plane knows this front end by (``mark_frontend``).
 FRONTEND = "grpc"
-
-#: Metric label of a model the data plane does not serve (bounds label values).
-UNKNOWN_MODEL_LABEL = "_unknown"
 
 #: How often health status follows ``dataplane.ready()``, in seconds.
 HEALTH_POLL_S = 1.0
@@ -118,30 +116,29 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if state is not None:
             state.model, state.request_id = request.model_name, request_id
         self._check_request(request)
-        version = request.model_version or None
-        metadata = self._dataplane.model_metadata(request.model_name, version)
-        limits = self._limits
-        decoded = decode_raw_inputs(request, metadata, **limits)
-        if decoded is None:  # anything unusual: the general path decodes it or says why not
-            decoded = decode_inputs(metadata, grpc_codec.tensors_from_request(request), **limits)
-        columns, rows = decoded
         parameters = grpc_codec.parameters_from_proto(request.parameters)
-        requested = _requested_outputs(request, metadata)
-        if state is not None:
-            state.counted = True  # from here on the data plane counts the request
-        result = await self._dataplane.infer(
-            InferRequest(
-                model=request.model_name,
-                version=version,
-                id=request_id,
-                columns=columns,
-                rows=rows,
-                outputs=requested,
-                parameters=parameters,
-                protocol=Protocol_.V2_GRPC,
-                caller=state.caller if state is not None else None,
+        limits = self._limits
+
+        def decode(metadata: ModelMetadata) -> tuple[dict[str, Any], int]:
+            decoded = decode_raw_inputs(request, metadata, **limits)
+            # anything unusual: the general path decodes it or says why not
+            return decoded or decode_inputs(
+                metadata, grpc_codec.tensors_from_request(request), **limits
             )
+
+        requested = [output.name for output in request.outputs] or None
+        call = Call(
+            Protocol_.V2_GRPC,
+            request.model_name,
+            request.model_version or None,
+            state.caller if state is not None else None,
+            request_id,
+            requested,
+            parameters,
         )
+        if state is not None:
+            state.counted = True  # from here on serve and the data plane count the request
+        result = await serve(self._dataplane, call, decode)
         if state is not None:
             state.version = result.version
         return grpc_codec.build_response(
@@ -163,20 +160,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 f"the request is {size} bytes; the limit is {self._max_body_bytes} bytes",
                 limit=self._max_body_bytes,
             )
-
-
-def _requested_outputs(request: pb.ModelInferRequest, metadata: ModelMetadata) -> list[str] | None:
-    """The output names asked for (None: all), checked before any work is done."""
-    requested = [output.name for output in request.outputs]
-    known = [spec.name for spec in metadata.outputs]
-    for name in requested:
-        if name not in known:
-            raise VigieError(
-                ErrorCode.INVALID_INPUT,
-                f"output {name!r} is not an output of {metadata.name}; outputs: {', '.join(known)}",
-                output=name,
-            )
-    return requested or None
 
 
 @dataclass
@@ -204,9 +187,7 @@ class GrpcHandle:
 
 
 def _mark_frontend(dataplane: DataPlane, *, serving: bool) -> None:
-    mark = getattr(dataplane, "mark_frontend", None)
-    if callable(mark):
-        mark(FRONTEND, serving)
+    dataplane.mark_frontend(FRONTEND, serving)
 
 
 def _address(host: str, port: int) -> str:
@@ -215,20 +196,13 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def _model_label(dataplane: DataPlane) -> Callable[[str], str]:
-    label = getattr(dataplane, "metric_model", None)
-    if callable(label):
-        return label  # type: ignore[no-any-return]
-    return lambda model: model if model in dataplane.models() else UNKNOWN_MODEL_LABEL
-
-
 def _interceptor(
     dataplane: DataPlane,
     settings: Settings,
     authenticate: Callable[[str | None, str, str], str] | None,
 ) -> ServingInterceptor:
     return ServingInterceptor(
-        _model_label(dataplane),
+        dataplane.metric_model,
         limit=settings.grpc_max_concurrency,
         timeout_s=settings.request_timeout_s,
         authenticate=authenticate,

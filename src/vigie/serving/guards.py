@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from bentoml._internal.server.http import instruments, traffic
@@ -107,7 +107,7 @@ class RequestDeadline:
         except TimeoutError:
             if started or not deadline.expired():  # the app's own TimeoutError is not ours
                 raise
-            await _answer(send, 504, f"Not able to process the request in {self.timeout} seconds")
+            await answer(send, 504, f"Not able to process the request in {self.timeout} seconds")
 
 
 class SkippingTrafficMetrics(instruments.RunnerTrafficMetricsMiddleware):
@@ -163,10 +163,13 @@ def install_bentoml_layers(*, untraced: tuple[str, ...] = ()) -> None:
 
 
 async def _refuse(send: Send, kind: str) -> None:
-    await _answer(send, 415, f"Content-Type {kind!r} is not supported here: send application/json")
+    await answer(send, 415, f"Content-Type {kind!r} is not supported here: send application/json")
 
 
-async def _answer(send: Send, status: int, message: str) -> None:
+async def answer(
+    send: Send, status: int, message: str, *, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer ``{"error": message}`` with ``status`` (and any more ``headers``)."""
     body = json.dumps({"error": message}).encode()
     await send(
         {
@@ -175,6 +178,7 @@ async def _answer(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )

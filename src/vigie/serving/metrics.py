@@ -110,3 +110,17 @@ AUTH_FAILURES = Counter(
     "Refused authentications by protocol and reason (missing, invalid, forbidden).",
     ["protocol", "reason"],
 )
+
+
+def count_failure(protocol: str, model: str, outcome: str, *, version: str = "") -> None:
+    """Count one failed request, whichever edge or stage refused it (``model`` is already a
+    bounded label: a served model's name or the unknown-model label)."""
+    FAILURES.labels(protocol, model, outcome).inc()
+    REQUESTS.labels(protocol, model, version, outcome).inc()
+
+
+def count_auth_failure(protocol: str, *, forbidden: bool, token_given: bool) -> None:
+    """Count one refused authentication: ``missing`` key, ``invalid`` key, or ``forbidden``
+    (a valid key without the role)."""
+    reason = "forbidden" if forbidden else "invalid" if token_given else "missing"
+    AUTH_FAILURES.labels(protocol, reason).inc()

@@ -98,15 +98,7 @@ def infer_body(document: dict[str, Any], binary: memoryview, *, tensors: bool = 
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise bad("'inputs' must be a non-empty list of tensors", field="inputs")
-    decoded: list[RawTensor] = []
-    if tensors:
-        offset = 0
-        for index, raw in enumerate(inputs):
-            tensor, used = _tensor(index, raw, binary[offset:])
-            decoded.append(tensor)
-            offset += used
-        if offset != len(binary):
-            raise bad(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
+    decoded = infer_tensors(document, binary) if tensors else []
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string", field="id")
@@ -120,6 +112,26 @@ def infer_body(document: dict[str, Any], binary: memoryview, *, tensors: bool = 
         binary_default=parameters.get("binary_data_output") is True,
         parameters={k: v for k, v in parameters.items() if k != "binary_data_output"},
     )
+
+
+def infer_tensors(document: dict[str, Any], binary: memoryview) -> list[RawTensor]:
+    """The input tensors of a parsed document (JSON ``data`` or binary extension data).
+
+    Raises:
+        VigieError: INVALID_INPUT naming the malformed tensor, or binary data left over.
+    """
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise bad("'inputs' must be a non-empty list of tensors", field="inputs")
+    decoded: list[RawTensor] = []
+    offset = 0
+    for index, raw in enumerate(inputs):
+        tensor, used = _tensor(index, raw, binary[offset:])
+        decoded.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise bad(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
+    return decoded
 
 
 def _header_length(value: str | None, size: int) -> int | None:

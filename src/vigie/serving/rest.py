@@ -2,8 +2,9 @@
 
 The app is mounted into BentoML's server (see ``services/prediction/service.py``) and finds
 the worker's data plane through a :class:`RestContext` getter, so that it holds no state
-of its own. It only translates: body to :class:`RawTensor` (:mod:`vigie.serving.oip`),
-tensors to columns (:mod:`vigie.serving.codec`), then :meth:`DataPlane.infer`. Every
+of its own. It only authenticates and translates: the body to a
+:class:`~vigie.serving.inference.Call` and a decoder (:mod:`vigie.serving.oip`, the JSON
+fast path, :mod:`vigie.serving.codec`), then :func:`vigie.serving.inference.serve`. Every
 VigieError becomes ``{"error": "..."}`` with the status of its code; a bad request never
 gets a 500.
 """
@@ -26,8 +27,9 @@ from vigie.errors import ErrorCode, VigieError
 from vigie.log import access_line
 from vigie.serving import codec, metrics, oip
 from vigie.serving.fast_decode import decode_json_inputs
+from vigie.serving.inference import Call, serve
 from vigie.serving.status import http_status
-from vigie.serving.types import DataPlane, InferRequest, ModelMetadata, Protocol_, new_request_id
+from vigie.serving.types import DataPlane, ModelMetadata, Protocol_
 
 logger = logging.getLogger(__name__)
 access_log = logging.getLogger("vigie.serving.rest.access")
@@ -76,7 +78,13 @@ def authenticate(context: RestContext, request: Request, role: str = "predict") 
     if context.authenticate is None:
         return None
     token = bearer(request.headers.get("authorization"))
-    return context.authenticate(token, role, PROTOCOL.value)
+    try:
+        return context.authenticate(token, role, PROTOCOL.value)
+    except VigieError as err:
+        metrics.count_auth_failure(
+            PROTOCOL.value, forbidden=err.code is ErrorCode.FORBIDDEN, token_given=token is not None
+        )
+        raise
 
 
 def error_response(err: VigieError) -> JSONResponse:
@@ -250,42 +258,33 @@ async def model_ready(context: RestContext, request: Request) -> Response:
 
 
 async def infer(context: RestContext, request: Request) -> Response:
-    """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+    """``POST /v2/models/{name}[/versions/{version}]/infer``: authenticate, parse, then the
+    one inference sequence (:func:`vigie.serving.inference.serve`)."""
     name, version = _model_path(request)
     settings, dataplane = context.settings, context.dataplane
     start = time.perf_counter()
-    try:  # failures up to decoding are counted here, the data plane counts its own
+    try:  # what the edge refuses is counted here; serve and the data plane count the rest
         caller = authenticate(context, request)
         document, binary = oip.parse_document(
             await _read_body(request, settings.max_body_bytes),
             request.headers.get(oip.HEADER_LENGTH),
         )
-        metadata = dataplane.model_metadata(name, version)
-        limits = {
-            "max_rows": settings.max_request_rows,
-            "max_string_length": settings.max_string_length,
-        }
-        # The usual JSON body in one pass; anything else the general way, which names problems.
-        decoded = None if binary else decode_json_inputs(document.get("inputs"), metadata, **limits)
-        body = oip.infer_body(document, binary, tensors=decoded is None)
-        _check_outputs(metadata, body.outputs)
-        columns, rows = decoded or codec.decode_inputs(metadata, body.tensors, **limits)
+        body = oip.infer_body(document, binary, tensors=False)
     except VigieError as err:
-        _count_failure(context, name, err)
+        dataplane.record_failure(PROTOCOL.value, name, err)
         raise
-    result = await dataplane.infer(
-        InferRequest(
-            model=name,
-            version=version,
-            id=body.id or new_request_id(),
-            columns=columns,
-            rows=rows,
-            outputs=body.outputs,
-            parameters=body.parameters,
-            protocol=PROTOCOL,
-            caller=caller,
-        )
-    )
+    limits = {
+        "max_rows": settings.max_request_rows,
+        "max_string_length": settings.max_string_length,
+    }
+
+    def decode(metadata: ModelMetadata) -> tuple[dict[str, Any], int]:
+        # The usual JSON body in one pass; anything else the general way, which names problems.
+        fast = None if binary else decode_json_inputs(document.get("inputs"), metadata, **limits)
+        return fast or codec.decode_inputs(metadata, oip.infer_tensors(document, binary), **limits)
+
+    call = Call(PROTOCOL, name, version, caller, body.id, body.outputs, body.parameters)
+    result = await serve(dataplane, call, decode)
     content, header_length = oip.infer_response(
         result, codec.encode_outputs(result, body.outputs), body
     )
@@ -297,17 +296,6 @@ async def infer(context: RestContext, request: Request) -> Response:
         return Response(content, media_type="application/json", headers=headers)
     headers[oip.HEADER_LENGTH] = str(header_length)
     return Response(content, media_type="application/octet-stream", headers=headers)
-
-
-def _check_outputs(metadata: ModelMetadata, requested: list[str] | None) -> None:
-    known = [spec.name for spec in metadata.outputs]
-    for name in requested or []:
-        if name not in known:
-            raise VigieError(
-                ErrorCode.INVALID_INPUT,
-                f"output {name!r} is not an output of {metadata.name}; outputs: {', '.join(known)}",
-                output=name,
-            )
 
 
 def _model_path(request: Request) -> tuple[str, str | None]:
@@ -335,12 +323,3 @@ def _too_large(size: int, limit: int) -> VigieError:
         f"the body is {size} bytes or more; the limit is {limit} bytes (send fewer rows)",
         limit=limit,
     )
-
-
-def _count_failure(context: RestContext, name: str, err: VigieError) -> None:
-    if err.code in {ErrorCode.UNAUTHENTICATED, ErrorCode.FORBIDDEN}:
-        reason = "forbidden" if err.code is ErrorCode.FORBIDDEN else "unauthenticated"
-        metrics.AUTH_FAILURES.labels(PROTOCOL.value, reason).inc()
-    record = getattr(context.dataplane, "record_failure", None)
-    if record is not None:
-        record(PROTOCOL.value, name, err)

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from vigie.errors import VigieError
+
 
 class Protocol_(enum.StrEnum):
     """How a request arrived (a label on metrics, access logs and the payload log)."""
@@ -143,6 +145,17 @@ class DataPlane(Protocol):
 
     def models(self) -> Mapping[str, tuple[str, ...]]:
         """Loaded model names to their loaded versions."""
+
+    def metric_model(self, model: str) -> str:
+        """The metric label of a model name: itself if served, else one fixed label."""
+
+    def record_failure(
+        self, protocol: str, model: str, err: VigieError, *, version: str = ""
+    ) -> None:
+        """Count a request refused before it reached :meth:`infer`."""
+
+    def mark_frontend(self, name: str, serving: bool) -> None:
+        """Register a front end and whether it serves (readiness needs every one)."""
 
 
 def new_request_id() -> str:

@@ -117,6 +117,7 @@ class TinyDataPlane:
         self.gate = asyncio.Event()
         self.held = 0
         self.is_ready = True
+        self.failures: list[tuple[str, str, str]] = []
 
     def _check(self, name: str, version: str | None) -> None:
         if name != "tiny":
@@ -161,6 +162,14 @@ class TinyDataPlane:
 
     def models(self) -> Mapping[str, tuple[str, ...]]:
         return {"tiny": ("1",)}
+
+    def metric_model(self, model: str) -> str:
+        return model if model == "tiny" else "_unknown"
+
+    def record_failure(
+        self, protocol: str, model: str, err: VigieError, *, version: str = ""
+    ) -> None:
+        self.failures.append((protocol, model, err.code.value))
 
 
 KEYS = {"good-key": ("key_alice", {"predict"}), "no-role-key": ("key_bob", set())}
