@@ -89,15 +89,12 @@ def parse_document(body: bytes, header_length: str | None) -> tuple[dict[str, An
 
 
 def infer_body(document: dict[str, Any], binary: memoryview, *, tensors: bool = True) -> InferBody:
-    """The request a parsed document holds; with ``tensors=False`` (the inputs were decoded
-    another way) the inputs are only checked to be a non-empty list.
+    """The request a parsed document holds; with ``tensors=False`` the inputs are left to
+    be decoded later, against the model's metadata (a fast path, or :func:`infer_tensors`).
 
     Raises:
         VigieError: INVALID_INPUT naming what is malformed.
     """
-    inputs = document.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise bad("'inputs' must be a non-empty list of tensors", field="inputs")
     decoded = infer_tensors(document, binary) if tensors else []
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
