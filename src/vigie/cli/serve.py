@@ -57,11 +57,15 @@ def serve(
 
 
 def _print_usage(settings: Settings, keys: Path) -> None:
+    out.print(banner(settings, keys), highlight=False)
+
+
+def banner(settings: Settings, keys: Path) -> str:
+    """What the service answers where, with commands to try (printed at start)."""
     rest = f"http://{settings.host}:{settings.rest_port}"
     grpc = f"{settings.host}:{settings.grpc_port}"
     auth = '-H "Authorization: Bearer $VIGIE_PREDICT_KEY"'
-    out.print(
-        f"""[bold]vigie prediction service[/]
+    return f"""[bold]vigie prediction service[/]
   API keys (local mode, generated once): {keys}
     set -a; . {keys}; set +a
   OIP v2 REST:  curl -s {auth} {rest}/v2/models/flight_delay
@@ -71,7 +75,6 @@ def _print_usage(settings: Settings, keys: Path) -> None:
                   grpcurl -plaintext -H "authorization: Bearer $VIGIE_PREDICT_KEY" \\
                   {grpc} inference.GRPCInferenceService/ServerMetadata
                 or tritonclient.grpc.InferenceServerClient("{grpc}")
-  OpenAPI:      {rest}/docs   metrics: {rest}/metrics   readiness: {rest}/v2/health/ready
-""",
-        highlight=False,
-    )
+  API docs:     {rest}/ (Swagger UI)   OpenAPI document: {rest}/docs.json
+  metrics:      {rest}/metrics   readiness: {rest}/v2/health/ready
+"""

@@ -15,12 +15,14 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import pytest
 
+from vigie.cli.serve import banner
 from vigie.serving.auth import create_key, revoke_key
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -243,3 +245,14 @@ def test_every_protected_grpc_method_refuses_a_missing_wrong_or_revoked_key(
                 with pytest.raises(grpc.RpcError) as refused:
                     method(request, metadata=metadata, timeout=10)
                 assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED, metadata
+
+
+def test_every_address_the_start_up_banner_gives_answers(server: Server) -> None:
+    port = int(server.rest.rsplit(":", 1)[1])
+    text = banner(server.settings.model_copy(update={"rest_port": port}), Path("keys"))
+    urls = {url.rstrip(")") for url in re.findall(r"http://[^\s'\"]+", text)}
+    assert f"{server.rest}/docs.json" in urls and f"{server.rest}/" in urls
+    for url in urls - {f"{server.rest}/predict"}:  # /predict is the POST shown above it
+        answer = httpx.get(url, headers=server.headers, timeout=10)
+        assert answer.status_code == 200, (url, answer.status_code)
+    assert "/predict" in httpx.get(f"{server.rest}/docs.json", timeout=10).json()["paths"]
