@@ -177,7 +177,11 @@ def metrics_on_window(
     """The metrics of a registered version on a warehouse window (its ONNX, verified)."""
     spec = load_spec(settings.models_dir, model, policy=load_policy(settings.policy_file))
     frame = build_snapshot(settings, spec, window[0], window[1]).read()
-    onnx = OnnxModel(registry.open_artifact(model, version, "model.onnx"), settings.device)
+    onnx = OnnxModel(
+        registry.open_artifact(model, version, "model.onnx"),
+        settings.device,
+        cuda_tf32=settings.cuda_tf32,
+    )
     predictions = np.asarray(onnx.predict(frame), dtype=np.float64)
     return score(spec, labels(spec, frame), predictions)
 

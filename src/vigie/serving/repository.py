@@ -210,7 +210,14 @@ class ModelRepository:
         )
         onnx = await loop.run_in_executor(
             self._executor,
-            partial(OnnxModel, path, settings.device, intra_op_threads=settings.serving_threads),
+            partial(
+                OnnxModel,
+                path,
+                settings.device,
+                intra_op_threads=settings.serving_threads,
+                rows_per_call=settings.max_batch_rows,
+                cuda_tf32=settings.cuda_tf32,
+            ),
         )
         compute = session_compute(onnx)
         await loop.run_in_executor(self._executor, warm_up, onnx, compute, settings.max_batch_rows)

@@ -111,7 +111,7 @@ def build_candidate(
     files["spec"] = Path(
         shutil.copyfile(spec_path(settings.models_dir, spec_name), out / "spec.yaml")
     )
-    model = OnnxModel(files["model_onnx"], settings.device)
+    model = OnnxModel(files["model_onnx"], settings.device, cuda_tf32=settings.cuda_tf32)
     train_rows, test, evaluation = _evaluation_rows(
         settings, spec, snapshot, trained, evaluation_window
     )
