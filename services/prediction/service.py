@@ -29,7 +29,12 @@ from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
 from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane
-from vigie.serving.guards import JsonBodyOnly, install_bentoml_layers
+from vigie.serving.guards import (
+    JsonBodyOnly,
+    LayerCheck,
+    checked_stack,
+    install_bentoml_layers,
+)
 from vigie.serving.rest import InferLane, RestContext, create_app
 from vigie.serving.status import http_status
 from vigie.serving.typed_api import (
@@ -103,6 +108,7 @@ class VigiePrediction:
     async def start(self) -> None:
         """Build and start the data plane, the payload log and the gRPC server."""
         settings = self.settings
+        logger.info("BentoML's middleware stack has vigie's layers: %s", checked_stack())
         self._payload_log = await _start_payload_log(settings)
         dataplane = ServingDataPlane(settings, payload_log=self._payload_log)
         # Not ready until gRPC is bound and serving: a failed bind keeps readiness false.
@@ -211,13 +217,15 @@ async def _start_payload_log(settings: Settings) -> Any:
     return payload_log
 
 
-# BentoML would answer a multipart body on /predict with a 500: refuse non-JSON first.
-VigiePrediction.add_asgi_middleware(JsonBodyOnly, paths=("/predict",))
-# The key before the body: without a valid one, /predict answers 401/403 whatever was sent
-# (added last, so it runs first).
+# Service middlewares run in the order they are added, after BentoML's own layers.
+# A worker whose server app lacks vigie's replacements of BentoML's layers refuses to start.
+VigiePrediction.add_asgi_middleware(LayerCheck)
+# The key before anything else: without a valid one, /predict answers 401 whatever was sent.
 VigiePrediction.add_asgi_middleware(
     AuthenticateFirst, context=_optional_context, paths=("/predict",)
 )
+# BentoML would answer a multipart body on /predict with a 500: refuse non-JSON first.
+VigiePrediction.add_asgi_middleware(JsonBodyOnly, paths=("/predict",))
 # OIP REST inference skips BentoML's router and request context (the mounted app still
 # serves every other /v2 route, and inference too if the lane is ever bypassed).
 VigiePrediction.add_asgi_middleware(InferLane, context=_context, prefix=OIP_REST_PREFIX)

@@ -21,18 +21,23 @@ excluded patterns before it lets an excluded request through (about 3 % of a one
 request). :class:`SkippingTracing` lets the untraced path prefixes through on a string
 comparison first.
 
-:func:`install_bentoml_layers` puts the three in BentoML's place.
+:func:`install_bentoml_layers` puts the three in BentoML's place, and :class:`LayerCheck`
+refuses to start a worker whose server app was not built with them (a BentoML release
+that moved its internals), rather than serve without a deadline or with a changed layer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from bentoml._internal.server.http import instruments, traffic
 from opentelemetry.instrumentation import asgi as otel_asgi
+
+from vigie.errors import ErrorCode, VigieError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,6 +46,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = frozenset({b"application/json", b""})
+
+logger = logging.getLogger(__name__)
 
 
 class JsonBodyOnly:
@@ -140,6 +147,97 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
 
 
+#: BentoML's own classes that :func:`install_bentoml_layers` replaced, by vigie's class.
+_REPLACED: dict[type, type] = {}
+
+
+class LayerCheck:
+    """Refuse to start a server whose middleware stack is not the one vigie expects.
+
+    :func:`install_bentoml_layers` replaces classes inside BentoML's private modules, which
+    move between releases. This middleware, added through BentoML's public
+    ``add_asgi_middleware``, sees the ASGI lifespan start before the worker serves anything;
+    it reads the middlewares the server app was actually built with (Starlette's
+    ``user_middleware``, the app being in the lifespan scope) and fails the start-up, with a
+    message naming what is wrong, when one of BentoML's replaced classes is there or one of
+    vigie's is missing. A worker that fails its start-up never becomes ready.
+
+    Args:
+        app: The wrapped ASGI application.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            problem = stack_problem(getattr(scope.get("app"), "user_middleware", None))
+            if problem is not None:
+                logger.error("%s", problem)
+                await _fail_startup(receive, send, problem)
+                return
+            _CHECKED.append(_names(_REPLACED))
+        await self.app(scope, receive, send)
+
+
+#: What :class:`LayerCheck` found in this process's server app (one entry once it ran).
+_CHECKED: list[str] = []
+
+
+def checked_stack() -> str:
+    """The layers :class:`LayerCheck` found, for the worker's start-up log line.
+
+    Raises:
+        VigieError: CONFIGURATION when no check ran (the service did not add LayerCheck, or
+            the server did not pass its lifespan through the service's middlewares).
+    """
+    if not _CHECKED:
+        raise VigieError(
+            ErrorCode.CONFIGURATION,
+            "BentoML's middleware stack was not checked at start-up (LayerCheck did not see "
+            "the lifespan start): refusing to serve with unverified request layers",
+        )
+    return _CHECKED[-1]
+
+
+def stack_problem(middlewares: Sequence[Any] | None) -> str | None:
+    """What is wrong with a server app's middlewares (Starlette ``Middleware`` entries), or
+    None when each layer vigie replaced is vigie's."""
+    if not _REPLACED:
+        return "install_bentoml_layers() was not called before the service app was built"
+    if middlewares is None:
+        return (
+            "cannot read the server app's middleware stack (no user_middleware in the "
+            "lifespan scope's app): this BentoML release builds its app differently; "
+            "check vigie.serving.guards against it"
+        )
+    classes = [getattr(m, "cls", None) for m in middlewares]
+    for ours, theirs in _REPLACED.items():
+        if theirs in classes:
+            return (
+                f"BentoML built its own {theirs.__module__}.{theirs.__name__} instead of "
+                f"vigie's {ours.__name__}: this BentoML release builds its middlewares "
+                "another way; check vigie.serving.guards against it"
+            )
+    missing = [ours.__name__ for ours in _REPLACED if ours not in classes]
+    if RequestDeadline.__name__ in missing or SkippingTracing.__name__ in missing:
+        return (
+            f"BentoML's middleware stack lacks vigie's {', '.join(missing)} (the request "
+            "deadline or tracing layer): check vigie.serving.guards against this release"
+        )
+    return None
+
+
+def _names(replaced: dict[type, type]) -> str:
+    return ", ".join(f"{ours.__name__} for {theirs.__name__}" for ours, theirs in replaced.items())
+
+
+async def _fail_startup(receive: Receive, send: Send, message: str) -> None:
+    event = await receive()
+    if event.get("type") == "lifespan.startup":
+        await send({"type": "lifespan.startup.failed", "message": message})
+
+
 def install_bentoml_layers(*, untraced: tuple[str, ...] = ()) -> None:
     """Make BentoML build :class:`RequestDeadline`, :class:`SkippingTrafficMetrics` and
     :class:`SkippingTracing` (with ``untraced`` path prefixes) in place of its own.
@@ -157,6 +255,12 @@ def install_bentoml_layers(*, untraced: tuple[str, ...] = ()) -> None:
         if not isinstance(getattr(module, name, None), type):
             raise RuntimeError(f"{module.__name__} has no {name} to replace")
     SkippingTracing.untraced = untraced
+    for (module, name), ours in zip(
+        replaced, (RequestDeadline, SkippingTrafficMetrics, SkippingTracing), strict=True
+    ):
+        current = getattr(module, name)
+        if current is not ours:  # a second call keeps the originals of the first
+            _REPLACED[ours] = current
     traffic.TimeoutMiddleware = RequestDeadline  # type: ignore[misc,assignment]
     instruments.RunnerTrafficMetricsMiddleware = SkippingTrafficMetrics  # type: ignore[misc]
     otel_asgi.OpenTelemetryMiddleware = SkippingTracing  # type: ignore[misc]

@@ -256,3 +256,30 @@ def test_every_address_the_start_up_banner_gives_answers(server: Server) -> None
         answer = httpx.get(url, headers=server.headers, timeout=10)
         assert answer.status_code == 200, (url, answer.status_code)
     assert "/predict" in httpx.get(f"{server.rest}/docs.json", timeout=10).json()["paths"]
+
+
+def test_the_worker_checked_bentomls_middleware_stack_at_start(server: Server) -> None:
+    log = server.log.read_text()
+    assert "BentoML's middleware stack has vigie's layers" in log
+    for ours in ("RequestDeadline", "SkippingTrafficMetrics", "SkippingTracing"):
+        assert ours in log
+
+
+def test_predict_is_traced_and_the_oip_routes_are_not(
+    server: Server, inputs: list[dict[str, Any]]
+) -> None:
+    """BentoML's tracing layer gives each traced request a span, whose id it answers as
+    ``x-bentoml-request-id``; vigie's replacement lets ``/v2`` through untraced."""
+    traced = httpx.post(
+        f"{server.rest}/predict", json=predict_body(well_formed=True), headers=server.headers
+    )
+    assert traced.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{16}", traced.headers.get("x-bentoml-request-id", ""))
+    untraced = httpx.post(
+        f"{server.rest}/v2/models/{MODEL}/infer",
+        content=rest_body(inputs),
+        headers={**server.headers, "Content-Type": "application/json"},
+    )
+    assert untraced.status_code == 200
+    assert "x-bentoml-request-id" not in untraced.headers
+    assert untraced.headers["x-vigie-request-id"]

@@ -7,13 +7,18 @@ import json
 from typing import Any
 
 import pytest
+from starlette.middleware import Middleware
 
 from vigie.serving.guards import (
+    _REPLACED,
     JsonBodyOnly,
+    LayerCheck,
     RequestDeadline,
     SkippingTracing,
     SkippingTrafficMetrics,
+    checked_stack,
     install_bentoml_layers,
+    stack_problem,
 )
 
 
@@ -184,3 +189,60 @@ def test_untraced_paths_make_no_span_and_the_others_still_do(
     for path in ("/predict", "/v2x"):
         asyncio.run(call(path))
     assert len({span.context.trace_id for span in exporter.get_finished_spans()}) == 2
+
+
+class _BuiltApp:
+    """Stands for the server app BentoML built: its ``user_middleware`` entries."""
+
+    def __init__(self, *classes: type) -> None:
+        self.user_middleware = [Middleware(cls) for cls in classes]
+
+
+def _lifespan(app: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    sent: list[dict[str, Any]] = []
+    reached: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(LayerCheck(inner)({"type": "lifespan", "app": app}, receive, send))
+    return sent, reached
+
+
+def test_a_stack_built_with_vigies_layers_starts_and_says_so() -> None:
+    install_bentoml_layers(untraced=SkippingTracing.untraced)
+    app = _BuiltApp(SkippingTrafficMetrics, SkippingTracing, RequestDeadline, JsonBodyOnly)
+
+    assert stack_problem(app.user_middleware) is None
+    sent, reached = _lifespan(app)
+    assert sent == [] and reached == ["lifespan"]
+    assert "RequestDeadline for TimeoutMiddleware" in checked_stack()
+
+
+def test_a_stack_with_bentomls_own_timeout_refuses_to_start_naming_it() -> None:
+    from bentoml._internal.server.http import traffic
+
+    install_bentoml_layers(untraced=SkippingTracing.untraced)
+    original = next(c for c in _REPLACED.values() if c.__name__ == "TimeoutMiddleware")
+    assert original is not traffic.TimeoutMiddleware  # replaced, the original kept aside
+
+    sent, reached = _lifespan(_BuiltApp(SkippingTrafficMetrics, SkippingTracing, original))
+
+    assert reached == [], "the app never started"
+    assert sent[0]["type"] == "lifespan.startup.failed"
+    assert "TimeoutMiddleware instead of vigie's RequestDeadline" in sent[0]["message"]
+
+
+def test_a_stack_without_the_deadline_or_an_app_that_cannot_be_read_refuses_to_start() -> None:
+    install_bentoml_layers(untraced=SkippingTracing.untraced)
+
+    missing = stack_problem(_BuiltApp(SkippingTracing).user_middleware)
+    assert missing is not None and "lacks vigie's" in missing and "RequestDeadline" in missing
+    sent, reached = _lifespan(object())
+    assert reached == [] and "cannot read the server app's middleware stack" in sent[0]["message"]
