@@ -29,8 +29,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -58,6 +56,15 @@ from vigie.pipelines.run import run_pipeline
 from vigie.registry import Registry
 from vigie.retraining.lifecycle import assess, promote, train_and_register
 from vigie.runtime import OnnxModel
+from vigie.serving.harness import (
+    ServiceProcess,
+    free_port,
+    local_service_env,
+    start_logged,
+    stop_process,
+    wait_listening,
+    wait_ready,
+)
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from vigie.training.snapshot import build_snapshot
@@ -206,81 +213,6 @@ def session_feed(rows: pd.DataFrame, onnx: OnnxModel) -> dict[str, Any]:
 # --- processes -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def predict_key(settings: Settings) -> str:
-    """The ``predict`` API key that vigie generated in local mode."""
-    for line in (settings.secrets_dir / "api_keys.local").read_text().splitlines():
-        if line.startswith("VIGIE_PREDICT_KEY="):
-            return line.split("=", 1)[1].strip()
-    raise RuntimeError("vigie generated no predict key")
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a server in its own session, output to ``log``."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait for ``url`` to answer 200, or fail with the end of the server's log."""
-
-    def answers() -> bool:
-        with suppress(httpx.HTTPError):
-            return bool(httpx.get(url, timeout=2).status_code == 200)  # noqa: PLR2004
-        return False
-
-    _wait(answers, url, process, log, pause_s=0.5)
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Wait for a loopback TCP port to accept connections (a server with no HTTP probe)."""
-
-    def listening() -> bool:
-        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-        return False
-
-    _wait(listening, f"port {port}", process, log, pause_s=0.2)
-
-
-def _wait(
-    probe: Callable[[], bool],
-    what: str,
-    process: subprocess.Popen[bytes],
-    log: Path,
-    *,
-    pause_s: float,
-) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()[-4000:]}")
-        if probe():
-            return
-        time.sleep(pause_s)
-    raise TimeoutError(f"{what} not ready after {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's PID; SIGKILL its own process group if it does not exit."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # its own session: only its workers
-        process.wait(10)
-
-
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) of a process and all its descendants."""
     total = 0.0
@@ -304,50 +236,45 @@ def servers(
     settings: Settings, model_path: Path, vigie_env: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
     """vigie and the peer, running on free loopback ports; both stopped by PID on exit."""
-    rest, grpc_port, peer, echo_port = free_port(), free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "DO_NOT_TRACK": "1",
-        "BENTOML_DO_NOT_TRACK": "True",
-        "VIGIE_HOME": str(settings.home),
-        "VIGIE_MODELS_DIR": str(settings.models_dir),
-        "VIGIE_MODE": "local",
-        "VIGIE_DEVICE": "cpu",
-        "VIGIE_REST_PORT": str(rest),
-        "VIGIE_GRPC_PORT": str(grpc_port),
-        "VIGIE_LOG_FORMAT": "json",
-        **vigie_env,
-    }
-    bentoml = str(Path(sys.executable).parent / "bentoml")
-    service = "services.prediction.service:VigiePrediction"
+    peer, echo_port = free_port(), free_port()
     logs = settings.home / "bench"
-    logs.mkdir(parents=True, exist_ok=True)
-    vigie = start(
-        [bentoml, "serve", service, "--host", "127.0.0.1", "--port", str(rest)],
-        env,
-        logs / "vigie.log",
-    )
     peer_command = [sys.executable, str(ROOT / "loadtests" / "peer_server.py")]
     peer_command += ["--model", str(model_path), "--name", MODEL, "--port", str(peer)]
-    plain = start(peer_command, dict(os.environ), logs / "peer.log")
     echo_command = [sys.executable, str(ROOT / "loadtests" / "grpc_echo_server.py")]
-    echo = start([*echo_command, "--port", str(echo_port)], dict(os.environ), logs / "echo.log")
+    echo_command += ["--port", str(echo_port)]
+    # The peer and the echo server start while vigie does; all three are waited for.
+    plain = start_logged(peer_command, dict(os.environ), logs / "peer.log", cwd=ROOT)
+    echo = start_logged(echo_command, dict(os.environ), logs / "echo.log", cwd=ROOT)
+    env = {**os.environ, **local_service_env(settings), **vigie_env}
     try:
-        wait_ready(f"http://127.0.0.1:{rest}/v2/health/ready", vigie, logs / "vigie.log")
-        wait_ready(f"http://127.0.0.1:{peer}/v2/health/ready", plain, logs / "peer.log")
-        wait_listening(echo_port, echo, logs / "echo.log")
-        yield {
-            "rest": f"http://127.0.0.1:{rest}",
-            "grpc": f"127.0.0.1:{grpc_port}",
-            "peer": f"http://127.0.0.1:{peer}",
-            "key": predict_key(settings),
-            "echo": f"127.0.0.1:{echo_port}",
-            "pids": {"vigie": vigie.pid, "peer": plain.pid, "echo": echo.pid},
-        }
+        with ServiceProcess.start(
+            settings, logs / "vigie.log", env, cwd=ROOT, timeout=START_TIMEOUT_S
+        ) as vigie:
+            wait_ready(
+                f"http://127.0.0.1:{peer}/v2/health/ready",
+                plain,
+                "the peer server",
+                log=logs / "peer.log",
+                timeout=START_TIMEOUT_S,
+            )
+            wait_listening(
+                echo_port,
+                echo,
+                "the gRPC echo server",
+                log=logs / "echo.log",
+                timeout=START_TIMEOUT_S,
+            )
+            yield {
+                "rest": vigie.url,
+                "grpc": vigie.grpc_target,
+                "peer": f"http://127.0.0.1:{peer}",
+                "key": vigie.key,
+                "echo": f"127.0.0.1:{echo_port}",
+                "pids": {"vigie": vigie.process.pid, "peer": plain.pid, "echo": echo.pid},
+            }
     finally:
-        stop(vigie)
-        stop(plain)
-        stop(echo)
+        stop_process(plain)
+        stop_process(echo)
 
 
 # --- measuring -------------------------------------------------------------------------

@@ -39,7 +39,9 @@ from locust.env import Environment
 from locust.exception import StopUser
 
 from vigie.config import load_settings
+from vigie.errors import VigieError
 from vigie.features.catalogue import CATALOGUE
+from vigie.serving.harness import predict_key
 from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
@@ -135,16 +137,16 @@ def _plain_column(column: pa.ChunkedArray) -> list[Any]:
 
 
 @functools.cache
-def predict_key(given: str) -> str:
+def api_key(given: str) -> str:
     """``--api-key``, else the generated local predict key under ``$VIGIE_HOME``."""
     if given:
         return given
-    path = load_settings().secrets_dir / "api_keys.local"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.startswith("VIGIE_PREDICT_KEY="):
-                return line.split("=", 1)[1].strip()
-    raise SystemExit(f"locustfile: no API key; set VIGIE_PREDICT_KEY or --api-key (none in {path})")
+    try:
+        return predict_key(load_settings())
+    except VigieError as error:
+        raise SystemExit(
+            f"locustfile: no API key; set VIGIE_PREDICT_KEY or --api-key ({error})"
+        ) from error
 
 
 def _options(environment: Environment) -> Any:
@@ -163,7 +165,7 @@ def _start(environment: Environment, **_: Any) -> None:
     grpc_gevent.init_gevent()
     # Fail at once, with a message, rather than with every user's first request.
     if _options(environment) is not None:
-        predict_key(_options(environment).api_key)
+        api_key(_options(environment).api_key)
         flights_for(environment)
 
 
@@ -221,7 +223,7 @@ class RestUser(HttpUser):
     def on_start(self) -> None:
         """Ask each model's inputs; a model that cannot be described stops this user."""
         options = _options(self.environment)
-        self.client.headers["Authorization"] = f"Bearer {predict_key(options.api_key)}"
+        self.client.headers["Authorization"] = f"Bearer {api_key(options.api_key)}"
         self.flights = flights_for(self.environment)
         self.rows = _row_counts(self.environment)
         self.inputs: dict[str, list[InputSpec]] = {}
@@ -341,7 +343,7 @@ class GrpcUser(User):
         """Open a channel and ask each model's inputs; a failure stops this user."""
         options = _options(self.environment)
         self.client = GrpcClient(
-            self.environment, grpc_target(self.environment), predict_key(options.api_key)
+            self.environment, grpc_target(self.environment), api_key(options.api_key)
         )
         self.flights = flights_for(self.environment)
         self.rows = _row_counts(self.environment)

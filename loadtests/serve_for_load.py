@@ -19,24 +19,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
 from vigie.config import Settings, load_settings
+from vigie.errors import VigieError
 from vigie.features.catalogue import CATALOGUE, FeatureKind
 from vigie.pipelines.run import run_pipeline
 from vigie.registry import Alias, Registry
 from vigie.retraining.lifecycle import assess, promote, train_and_register
+from vigie.serving.harness import ServiceProcess, local_service_env
 from vigie.training import origin_status
 from vigie.training.snapshot import snapshot_sql
 from vigie.warehouse.connection import connect
@@ -51,13 +49,6 @@ MARKER = ".vigie-loadtest"
 STOP_TIMEOUT_S = 30.0
 #: Locust never runs longer than its --run-time plus this (start-up, stop, reports).
 LOCUST_GRACE_S = 120.0
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _loosen_gates(models_dir: Path) -> None:
@@ -157,64 +148,19 @@ def write_flights(settings: Settings, path: Path) -> None:
     partial.replace(path)
 
 
-def service_env(settings: Settings, rest_port: int, grpc_port: int) -> dict[str, str]:
-    """The environment of a service over ``settings.home`` on the given ports."""
-    return {
-        **os.environ,
-        "DO_NOT_TRACK": "1",
-        "BENTOML_DO_NOT_TRACK": "True",
-        "VIGIE_HOME": str(settings.home),
-        "VIGIE_MODELS_DIR": str(settings.models_dir),
-        "VIGIE_MODE": "local",
-        "VIGIE_DEVICE": "cpu",
-        "VIGIE_HOST": "127.0.0.1",
-        "VIGIE_REST_PORT": str(rest_port),
-        "VIGIE_GRPC_PORT": str(grpc_port),
-        "VIGIE_LOG_FORMAT": "json",
-    }
+def start_service(settings: Settings, log: Path) -> ServiceProcess:
+    """``bentoml serve`` over ``settings.home`` on free loopback ports, in its own session.
 
-
-def start_service(env: dict[str, str], rest_port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``bentoml serve`` on 127.0.0.1, in its own session, logging to ``log``."""
-    command = [
-        str(Path(sys.executable).parent / "bentoml"),
-        "serve",
-        "services.prediction.service:VigiePrediction",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(rest_port),
-    ]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    Raises:
+        SystemExit: When it exits or is not ready in time (it is stopped).
+    """
+    env = {**os.environ, **local_service_env(settings)}
+    try:
+        return ServiceProcess.start(
+            settings, log, env, cwd=ROOT, timeout=START_TIMEOUT_S, stop_timeout=STOP_TIMEOUT_S
         )
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until ``/v2/health/ready`` answers 200; fail when the service exits or times out."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"loadtest: the service exited ({process.returncode}); see {log}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"loadtest: the service was not ready after {START_TIMEOUT_S} s; see {log}")
-
-
-def stop_service(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the service by PID; SIGKILL to its own process group if it hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: only its workers
-            process.wait(10)
+    except VigieError as error:
+        raise SystemExit(f"loadtest: {error}") from error
 
 
 def _seconds(run_time: str) -> float:
@@ -229,7 +175,7 @@ def _seconds(run_time: str) -> float:
     return total + int(number or 0)
 
 
-def run_locust(args: argparse.Namespace, settings: Settings, url: str, grpc_port: int) -> int:
+def run_locust(args: argparse.Namespace, settings: Settings, url: str, grpc_target: str) -> int:
     """Locust headless against the service, bounded by ``--run-time``; its exit code."""
     command = [
         str(Path(sys.executable).parent / "locust"),
@@ -248,7 +194,7 @@ def run_locust(args: argparse.Namespace, settings: Settings, url: str, grpc_port
         "--host",
         url,
         "--grpc-target",
-        f"127.0.0.1:{grpc_port}",
+        grpc_target,
         "--flights",
         str(settings.home / "flights.parquet"),
         *args.locust_args,
@@ -271,16 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = (args.home or load_settings().home / "loadtest").resolve()
     settings = prepare_home(home)
-    rest_port, grpc_port = free_port(), free_port()
-    url = f"http://127.0.0.1:{rest_port}"
     log = home / "service.log"
-    process = start_service(service_env(settings, rest_port, grpc_port), rest_port, log)
-    try:
-        wait_ready(url, process, log)
-        print(f"loadtest: service ready on {url} and gRPC 127.0.0.1:{grpc_port} (log: {log})")
-        code = run_locust(args, settings, url, grpc_port)
-    finally:
-        stop_service(process)
+    with start_service(settings, log) as service:
+        print(
+            f"loadtest: service ready on {service.url} and gRPC {service.grpc_target} (log: {log})"
+        )
+        code = run_locust(args, settings, service.url, service.grpc_target)
     print(f"loadtest: locust exited with {code}")
     return code
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import zipfile
@@ -43,6 +42,7 @@ from vigie.config import Settings, load_settings
 from vigie.monitoring.sidecar import Monitor
 from vigie.pipelines.sources import package_data_dir
 from vigie.registry import Registry
+from vigie.serving.harness import free_port
 from vigie.warehouse.connection import connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -87,12 +87,6 @@ class LoopRun:
     def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with closing(connect(self.settings.resolved_warehouse_url, read_only=True)) as warehouse:
             return warehouse.query(statement, params)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _loose_specs(models: Path) -> None:

@@ -1,20 +1,18 @@
-"""Child processes of the ``vigie`` commands: start with a log, wait ready, run in front."""
+"""Child processes of the ``vigie`` commands: their command lines, start with a log, run in
+front. Waiting for a server child is :func:`vigie.serving.harness.wait_ready`."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
-import httpx
+from vigie.serving import harness
 
-from vigie.errors import ErrorCode, VigieError
-
-#: Seconds to wait for a server child to become ready.
+#: Seconds to wait for a server child of a command to become ready.
 START_TIMEOUT_S = 300.0
 
 
@@ -40,34 +38,12 @@ def replay_command(first: date, last: date, speed: float, max_rows: int, *more: 
 
 
 def start_logged(command: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a child writing to ``log`` (appended: a restart keeps the earlier lines)."""
-    with log.open("ab") as handle:
-        return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    """Start a child writing to ``log`` (appended: a restart keeps the earlier lines).
 
-
-def wait_ready(
-    url: str, child: subprocess.Popen[bytes], what: str, timeout: float = START_TIMEOUT_S
-) -> None:
-    """Poll ``url`` until it answers 200.
-
-    Raises:
-        VigieError: UNAVAILABLE when the child exits first or ``timeout`` passes.
+    It stays in this terminal's process group, so that Ctrl-C reaches it as it reaches
+    ``vigie up`` (the consumer finishes its transaction on SIGINT).
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise VigieError(
-                ErrorCode.UNAVAILABLE,
-                f"{what} exited with status {child.returncode} (its log is under logs/ in "
-                "VIGIE_HOME)",
-            )
-        try:
-            if httpx.get(url, timeout=2.0).status_code == httpx.codes.OK:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise VigieError(ErrorCode.UNAVAILABLE, f"{what} was not ready within {timeout:.0f} s")
+    return harness.start_logged(command, env, log, append=True, new_session=False)
 
 
 def run_foreground(

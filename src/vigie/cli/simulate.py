@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from datetime import date
@@ -22,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vigie.cli.children import replay_command, start_logged, vigie_command, wait_ready
+from vigie.cli.children import START_TIMEOUT_S, replay_command, vigie_command
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
@@ -40,6 +39,7 @@ from vigie.retraining.simulation import (
     write_report,
 )
 from vigie.serving.client import local_predict_key
+from vigie.serving.harness import ServiceProcess, free_port
 
 #: The payload log counts as flushed when no entry arrived for this long.
 SETTLE_S = 3.0
@@ -107,12 +107,6 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class _ServiceLoop:
     """The transport side of the loop: service child, replay, logs, sidecar core."""
 
@@ -123,16 +117,16 @@ class _ServiceLoop:
 
         self.settings, self.model = settings, model
         self.speed, self.max_rows, self.working_dir = speed, max_rows, working_dir
-        port, grpc = _free_port(), _free_port()
-        self.url = f"http://{settings.host}:{port}"
+        self.ports = free_port(), free_port()
+        self.url = f"http://{settings.host}:{self.ports[0]}"
         self.env = {
             **os.environ,
             "DO_NOT_TRACK": "1",
             "BENTOML_DO_NOT_TRACK": "True",
-            "VIGIE_REST_PORT": str(port),
-            "VIGIE_GRPC_PORT": str(grpc),
+            "VIGIE_REST_PORT": str(self.ports[0]),
+            "VIGIE_GRPC_PORT": str(self.ports[1]),
         }
-        self.child: subprocess.Popen[bytes] | None = None
+        self.service: ServiceProcess | None = None
         self.monitor = Monitor(settings, reports=False)
         self._payload_after: str | None = None
         self._outcomes_after: str | None = None
@@ -141,23 +135,25 @@ class _ServiceLoop:
         self._requests = len(self.monitor.retraining_requests)
 
     def start(self) -> None:
-        """Start ``vigie serve`` and wait until it is ready."""
-        logs = self.settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        command = vigie_command("serve", "--working-dir", str(self.working_dir))
-        self.child = start_logged(command, self.env, logs / "simulate-serve.log")
-        wait_ready(f"{self.url}/v2/health/ready", self.child, "the prediction service")
+        """Start ``vigie serve`` in its own session and wait until it is ready."""
+        self.service = ServiceProcess.start(
+            self.settings,
+            self.settings.home / "logs" / "simulate-serve.log",
+            self.env,
+            command=vigie_command("serve", "--working-dir", str(self.working_dir)),
+            host=self.settings.host,
+            rest_port=self.ports[0],
+            grpc_port=self.ports[1],
+            append_log=True,
+            timeout=START_TIMEOUT_S,
+            stop_timeout=60.0,
+        )
 
     def stop(self) -> None:
-        """Stop the service child (SIGTERM, then kill) and the sidecar core."""
+        """Stop the service child (SIGTERM, then kill its process group) and the sidecar core."""
         self.monitor.stop()
-        if self.child is None or self.child.poll() is not None:
-            return
-        self.child.send_signal(signal.SIGTERM)
-        try:
-            self.child.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.child.kill()
+        if self.service is not None:
+            self.service.stop()
 
     def replay(self, first: date, last: date) -> None:
         """Replay ``first``..``last`` (what the log held before, e.g. checks, is skipped)."""

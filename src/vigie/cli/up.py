@@ -25,12 +25,13 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from vigie.cli.children import replay_command, start_logged, vigie_command, wait_ready
+from vigie.cli.children import START_TIMEOUT_S, replay_command, start_logged, vigie_command
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.cli.up_loop import RetrainingLoop
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.serving.harness import READY_PATH, wait_ready
 
 #: The sidecar counts as caught up when its counters stay put this long.
 SETTLE_S = 4.0
@@ -125,8 +126,21 @@ class _Live:
             f"service and sidecar starting; logs: {logs}/ (serve, monitor, ingest, retrain, "
             "promote)"
         )
-        wait_ready(f"{self.rest}/v2/health/ready", self.children[0], "the prediction service")
-        wait_ready(f"{self.sidecar}/health/ready", self.children[1], "the drift sidecar")
+        service, sidecar = self.children
+        wait_ready(
+            f"{self.rest}{READY_PATH}",
+            service,
+            "the prediction service",
+            log=logs / "serve.log",
+            timeout=START_TIMEOUT_S,
+        )
+        wait_ready(
+            f"{self.sidecar}/health/ready",
+            sidecar,
+            "the drift sidecar",
+            log=logs / "monitor.log",
+            timeout=START_TIMEOUT_S,
+        )
         out.print(f"[bold]service ready[/] {self.rest}   [bold]sidecar ready[/] {self.sidecar}/")
         if ingest:
             self.consumers.append(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +11,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from vigie.serving.harness import start_logged, stop_process, wait_ready
 
 START_TIMEOUT_S = 60.0
 
@@ -88,42 +88,23 @@ def start(binary: str, port: int, workdir: Path) -> Prometheus:
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = start_logged(command, None, log, cwd=workdir)
     server = Prometheus(f"http://127.0.0.1:{port}", process, log)
     try:
-        _wait_ready(server)
+        wait_ready(
+            f"{server.url}/-/ready",
+            process,
+            "prometheus",
+            log=log,
+            pause_s=0.2,
+            timeout=START_TIMEOUT_S,
+        )
     except BaseException:
         stop(server)
         raise
     return server
 
 
-def _wait_ready(server: Prometheus) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"prometheus exited ({server.process.returncode}):\n{server.log.read_text()}"
-            )
-        try:
-            if httpx.get(f"{server.url}/-/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"prometheus not ready after {START_TIMEOUT_S} s:\n{server.log.read_text()}")
-
-
 def stop(server: Prometheus) -> None:
     """Stop the server by its PID: SIGTERM, then SIGKILL of its own process group."""
-    process = server.process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: only this server
-            process.wait(10)
+    stop_process(server.process)

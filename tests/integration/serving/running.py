@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from vigie.config import Settings
+from vigie.serving.harness import free_port
+
+__all__ = [
+    "MAX_REQUEST_ROWS",
+    "MODELS",
+    "ROOT",
+    "START_TIMEOUT_S",
+    "WINDOW",
+    "Server",
+    "free_port",
+]
 
 ROOT = Path(__file__).resolve().parents[3]
 MODELS = ("flight_delay", "arrival_delay")
@@ -32,9 +42,3 @@ class Server:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
