@@ -30,6 +30,7 @@ from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog
 from vigie.monitoring.segments import SegmentSink
 from vigie.monitoring.sidecar import Monitor, read_requests
 from vigie.registry import Registry
+from vigie.serving.harness import wait_ready
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 
@@ -235,17 +236,7 @@ def sidecar(home: Settings, analysed: Monitor) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail(f"sidecar not ready: {log.read_text()[-2000:]}")
+        wait_ready(f"{url}/health/ready", process, "the drift sidecar", log=log, timeout=120)
         yield url
     finally:
         process.terminate()

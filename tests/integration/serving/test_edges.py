@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +284,36 @@ def test_predict_is_traced_and_the_oip_routes_are_not(
     assert untraced.status_code == 200
     assert "x-bentoml-request-id" not in untraced.headers
     assert untraced.headers["x-vigie-request-id"]
+
+
+#: The service's request deadline (``traffic={"timeout": 30}`` in services/prediction).
+DEADLINE_S = 30
+
+
+def test_a_request_that_gets_no_response_in_time_is_answered_504_by_the_deadline(
+    server: Server,
+) -> None:
+    """A /predict whose body never arrives whole: the route waits for it, and vigie's
+    RequestDeadline (in BentoML's place) answers 504 once the deadline passes."""
+    host, port = server.host_port.rsplit(":", 1)
+    head = (
+        "POST /predict HTTP/1.1\r\n"
+        f"Host: {server.host_port}\r\n"
+        f"Authorization: Bearer {server.key}\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n"
+        '{"model": "flight_delay", "flights": ['
+    )
+    with socket.create_connection((host, int(port)), timeout=DEADLINE_S + 30) as client:
+        client.sendall(head.encode())
+        received = b""
+        while b"\r\n\r\n" not in received or not received.rstrip().endswith(b"}"):
+            chunk = client.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    answer = received.decode(errors="replace")
+
+    assert answer.startswith("HTTP/1.1 504"), answer[:200]
+    assert f"in {DEADLINE_S}" in answer
+    assert httpx.get(f"{server.rest}/v2/health/ready", timeout=10).status_code == 200

@@ -21,6 +21,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from vigie.serving.harness import wait_until
+
 from .running import Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,20 +36,17 @@ SERVICE = "inference.GRPCInferenceService"
 
 
 def wait_serving(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
     request = health_pb2.HealthCheckRequest(service=SERVICE)
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited with status {process.returncode}")
+
+    def serving() -> bool:
         try:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
         except grpc.RpcError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"gRPC not SERVING on port {port} after {START_TIMEOUT_S} s")
+            return False
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+    wait_until(serving, f"gRPC on port {port}", process, timeout=START_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
