@@ -25,8 +25,8 @@ from bentoml.exceptions import BentoMLException
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.payload_log import PayloadLog
 from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
-from vigie.monitoring.payload_log import PayloadLog
 from vigie.serving import auth, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane
 from vigie.serving.guards import (

@@ -1,6 +1,6 @@
 """``vigie replay`` (traffic with delayed labels) and ``vigie ingest`` (its consumer).
 
-The replay's schedule is :mod:`vigie.monitoring.replay`; this module wires it to the
+The replay's schedule is :mod:`vigie.replay.player`; this module wires it to the
 transport (:mod:`vigie.serving.client`, which monitoring may not import), draws the
 progress bar and turns the first Ctrl-C into a clean stop (a second one aborts).
 """
@@ -23,8 +23,8 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.monitoring.consumer import DEFAULT_CONSUMER, IngestReport
 from vigie.monitoring.consumer import ingest as run_ingest
-from vigie.monitoring.replay import ReplayPlan, ReplayRequest, ReplayStats, new_run_id, run_replay
-from vigie.monitoring.replay_source import production_models
+from vigie.replay.player import ReplayPlan, ReplayRequest, ReplayStats, new_run_id, run_replay
+from vigie.replay.source import production_models
 from vigie.serving.client import InferClient, local_predict_key, open_client
 from vigie.serving.dataplane import ROW_IDS_PARAMETER
 

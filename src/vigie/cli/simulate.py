@@ -26,8 +26,8 @@ from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.outcomes import read_outcomes
-from vigie.monitoring.payload_log import read_entries
+from vigie.events.outcomes import read_outcomes
+from vigie.events.payload_log import read_entries
 from vigie.retraining.live_checks import HttpLiveChecker, LiveChecker
 from vigie.retraining.simulation import (
     LATE_MINUTES,

@@ -32,11 +32,11 @@ from typing import Any
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.outcomes import OUTCOME_STREAM, OutcomeEvent
+from vigie.events.payload_entry import PayloadEntry
+from vigie.events.payload_log import DEFAULT_STREAM, read_entries
 from vigie.governance.audit import AuditLog, Outcome
 from vigie.monitoring.ingest_rows import outcome_rows, prediction_rows
-from vigie.monitoring.outcomes import OUTCOME_STREAM, OutcomeEvent
-from vigie.monitoring.payload_entry import PayloadEntry
-from vigie.monitoring.payload_log import DEFAULT_STREAM, read_entries
 from vigie.warehouse.connection import Warehouse, connect
 from vigie.warehouse.migrations import migrate
 

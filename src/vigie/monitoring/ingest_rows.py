@@ -21,8 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from vigie.monitoring.outcomes import OutcomeEvent
-from vigie.monitoring.payload_entry import PayloadEntry
+from vigie.events.outcomes import OutcomeEvent
+from vigie.events.payload_entry import PayloadEntry
 from vigie.registry import model_version_key
 
 #: ``quarantine.source_table`` of outcome events, and the check an unknown flight fails.

@@ -45,15 +45,15 @@ import pandas as pd
 
 from vigie.config import Settings
 from vigie.errors import VigieError
+from vigie.events.outcomes import OutcomeEvent, read_outcomes
+from vigie.events.payload_entry import PayloadEntry
+from vigie.events.payload_log import read_entries
+from vigie.events.segments import OnSkip, SegmentSink, read_segments
 from vigie.governance.audit import AuditLog, Outcome
 from vigie.monitoring.drift import DriftResult, detect_drift
 from vigie.monitoring.metrics import QUANTILES, SidecarMetrics
-from vigie.monitoring.outcomes import OutcomeEvent, read_outcomes
-from vigie.monitoring.payload_entry import PayloadEntry
-from vigie.monitoring.payload_log import read_entries
 from vigie.monitoring.reference import VersionReference, load_reference
 from vigie.monitoring.reports import LABELLED_SHARE_FOR_QUALITY, ReportJob, ReportPublisher
-from vigie.monitoring.segments import OnSkip, SegmentSink, read_segments
 from vigie.monitoring.windows import Window, quality
 
 _log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 - Schedule (``--if-due``): a run is due when the champion's training window ended at
   least ``max_age_days`` days before the latest labelled day (or ``--as-of``).
 - Drift (``--from-requests``): the sidecar appends requests to JSON-lines segments under
-  ``<home>/monitoring/retraining`` (the format of :mod:`vigie.monitoring.segments`; read
+  ``<home>/monitoring/retraining`` (the format of :mod:`vigie.events.segments`; read
   here through the format, retraining and monitoring being independent). The job reads
   those after its checkpoint (warehouse table ``consumer_checkpoint``, consumer
   ``retrain-<model>``), coalesces the pending ones of its model into one run, and appends
@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from typing import Any
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.segments import parse_offset, read_lines
 from vigie.warehouse.connection import Warehouse
 
 #: Default age (days) of the champion's training data after which a scheduled run is due:
@@ -35,8 +36,6 @@ DEFAULT_MAX_AGE_DAYS = 30
 #: Checkpoint source of the drift sidecar's local request log.
 REQUESTS_SOURCE = "retraining-requests@segments"
 
-_SEGMENT = re.compile(r"^segment-(\d{6,})\.jsonl$")
-_OFFSET = re.compile(r"^(\d+):(\d+)$")
 
 
 class AlreadyRunning(VigieError):
@@ -163,43 +162,24 @@ def requests_dir(settings: Settings) -> Path:
     return settings.monitoring_dir / "retraining"
 
 
-def _offset(segment: int, position: int) -> str:
-    return f"{segment:06d}:{position:012d}"
-
-
-def _parse_offset(offset: str) -> tuple[int, int]:
-    match = _OFFSET.match(offset)
-    if not match:
-        raise VigieError(ErrorCode.INVALID_INPUT, f"request log offset {offset!r} is malformed")
-    return int(match.group(1)), int(match.group(2))
-
-
 def read_requests(folder: Path, after: str | None) -> tuple[list[RetrainingRequest], str | None]:
     """Every request (all models) after offset ``after``, and the furthest offset read.
 
-    A last line without its end of line is being written and left for the next read; a
-    line that does not decode is passed over (its offset still counts as read).
+    The log is the sidecar's segments (:mod:`vigie.events.segments`, read by the same
+    reader as the payload log): a last line without its end of line is being written and
+    left for the next read; a line that does not decode is passed over (its offset still
+    counts as read).
     """
-    start = _parse_offset(after) if after is not None else (0, -1)
-    numbers = (
-        sorted(int(m.group(1)) for m in map(_SEGMENT.match, os.listdir(folder)) if m)
-        if folder.is_dir()
-        else []
+    passed: list[str] = []
+    found = read_lines(
+        folder,
+        RetrainingRequest.from_line,
+        after=after,
+        limit=sys.maxsize,
+        on_skip=lambda offset, _reason: passed.append(offset),
     )
-    found: list[RetrainingRequest] = []
-    furthest = after
-    for number in (n for n in numbers if n >= start[0]):
-        with (folder / f"segment-{number:06d}.jsonl").open("rb") as handle:
-            if number == start[0] and start[1] >= 0:
-                handle.seek(start[1])
-                handle.readline()  # the line consumed last time
-            while (line := handle.readline()).endswith(b"\n"):
-                offset = _offset(number, handle.tell() - len(line))
-                furthest = offset
-                try:
-                    found.append(RetrainingRequest.from_line(offset, line))
-                except ValueError:
-                    continue
+    offsets = [r.offset for r in found] + passed + ([after] if after is not None else [])
+    furthest = max(offsets, key=parse_offset, default=None)
     return found, furthest
 
 

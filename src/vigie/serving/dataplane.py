@@ -47,7 +47,7 @@ ROW_IDS_PARAMETER = "row_ids"
 
 
 class PayloadSink(Protocol):
-    """Where prediction records go (``vigie.monitoring.payload_log.PayloadLog``)."""
+    """Where prediction records go (``vigie.events.payload_log.PayloadLog``)."""
 
     def log(self, entry: Callable[[], dict[str, Any]]) -> None:
         """Queue a function building one entry (called later, off the request's path);
@@ -404,7 +404,7 @@ def payload_entry(
 ) -> dict[str, Any]:
     """The payload-log record of one answer.
 
-    Inputs and outputs stay numpy columns: :func:`~vigie.monitoring.payload_entry.encode_entry`
+    Inputs and outputs stay numpy columns: :func:`~vigie.events.payload_entry.encode_entry`
     writes them as JSON lists, NaN as null. ``at`` is when the answer was given
     (``time.time()``; default now). ``row_ids`` (from :func:`request_row_ids`) is recorded
     only when the request named its rows.

@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from vigie.config import Settings
+from vigie.events.outcomes import OutcomeEvent, OutcomeLog, new_event_id, read_outcomes
+from vigie.events.payload_stream import RedisStreamSink
 from vigie.monitoring.consumer import Consumer, ingest
-from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, new_event_id, read_outcomes
-from vigie.monitoring.payload_stream import RedisStreamSink
 from vigie.registry import model_version_key
 from vigie.warehouse.connection import connect
 from vigie.warehouse.migrations import migrate

@@ -14,8 +14,8 @@ import redis
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.payload_log import PayloadLog, read_entries
 from vigie.governance.pseudonymize import Pseudonymizer
-from vigie.monitoring.payload_log import PayloadLog, read_entries
 
 pytestmark = pytest.mark.integration
 

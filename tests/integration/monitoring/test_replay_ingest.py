@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 
 from vigie.config import Settings, load_settings
+from vigie.events.outcomes import OutcomeEvent, read_outcomes
+from vigie.events.payload_log import read_entries
 from vigie.monitoring.consumer import ingest
 from vigie.monitoring.labels import labelled_predictions
-from vigie.monitoring.outcomes import OutcomeEvent, read_outcomes
-from vigie.monitoring.payload_log import read_entries
 from vigie.pipelines.run import run_pipeline
 from vigie.registry import Registry
 from vigie.warehouse.connection import connect

@@ -26,8 +26,8 @@ import pandas as pd
 import pytest
 
 from vigie.config import Settings, load_settings
-from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog
-from vigie.monitoring.segments import SegmentSink
+from vigie.events.outcomes import OutcomeEvent, OutcomeLog
+from vigie.events.segments import SegmentSink
 from vigie.monitoring.sidecar import Monitor, read_requests
 from vigie.registry import Registry
 from vigie.serving.harness import wait_ready

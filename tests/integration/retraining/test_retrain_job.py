@@ -21,7 +21,7 @@ from click.testing import Result
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.segments import SegmentSink
+from vigie.events.segments import SegmentSink
 from vigie.registry import Registry
 from vigie.registry.store import STAGING_PREFIX
 from vigie.retraining.job import RetrainOptions, RunStatus, retrain

@@ -24,8 +24,8 @@ import yaml
 
 from vigie.cli.up_loop import RetrainingLoop
 from vigie.config import Settings, load_settings
-from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog
-from vigie.monitoring.segments import SegmentSink
+from vigie.events.outcomes import OutcomeEvent, OutcomeLog
+from vigie.events.segments import SegmentSink
 from vigie.registry import Registry
 
 from ..conftest import running_server

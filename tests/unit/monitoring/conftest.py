@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from vigie.config import Settings
-from vigie.monitoring.segments import SegmentSink
+from vigie.events.segments import SegmentSink
 
 
 class BreakableSink:

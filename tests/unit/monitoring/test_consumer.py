@@ -19,10 +19,10 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.outcomes import OutcomeEvent, OutcomeLog, new_event_id
+from vigie.events.segments import SegmentSink, segment_path
 from vigie.monitoring.consumer import Consumer, ingest
 from vigie.monitoring.labels import labelled_predictions
-from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, new_event_id
-from vigie.monitoring.segments import SegmentSink, segment_path
 from vigie.pipelines.run import run_pipeline
 from vigie.registry import model_version_key
 from vigie.warehouse.connection import connect

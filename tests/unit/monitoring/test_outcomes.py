@@ -11,8 +11,8 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, new_event_id, read_outcomes
-from vigie.monitoring.segments import SegmentSink, read_segments, segment_path
+from vigie.events.outcomes import OutcomeEvent, OutcomeLog, new_event_id, read_outcomes
+from vigie.events.segments import SegmentSink, read_segments, segment_path
 
 from .conftest import BreakableSink
 

@@ -13,9 +13,9 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.payload_log import PayloadLog, read_entries
+from vigie.events.segments import SegmentSink, segment_numbers
 from vigie.governance.pseudonymize import Pseudonymizer
-from vigie.monitoring.payload_log import PayloadLog, read_entries
-from vigie.monitoring.segments import SegmentSink, segment_numbers
 
 from .conftest import BreakableSink, wait_until
 

@@ -22,17 +22,17 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.outcomes import OutcomeEvent, OutcomeLog, read_outcomes
 from vigie.features.catalogue import CATALOGUE, FeatureKind
-from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, read_outcomes
-from vigie.monitoring.replay import MAX_SLEEP_S, Replay, ReplayPlan, ReplayRequest
-from vigie.monitoring.replay_source import (
+from vigie.pipelines.run import run_pipeline
+from vigie.replay.player import MAX_SLEEP_S, Replay, ReplayPlan, ReplayRequest
+from vigie.replay.source import (
     NO_ARRIVAL,
     FlightWindow,
     feature_defs,
     load_window,
     window_from_arrow,
 )
-from vigie.pipelines.run import run_pipeline
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
 from vigie.warehouse.connection import connect

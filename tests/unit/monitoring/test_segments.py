@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vigie.monitoring.segments import SegmentSink, read_segments, segment_path
+from vigie.events.segments import SegmentSink, read_segments, segment_path
 
 
 def entry(i: int) -> dict[str, object]:

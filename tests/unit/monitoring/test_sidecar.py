@@ -15,11 +15,11 @@ import pytest
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.outcomes import OutcomeEvent
+from vigie.events.segments import OnSkip, SegmentSink
 from vigie.governance.audit import verify
 from vigie.monitoring.drift import ColumnKind, ReferenceProfile
-from vigie.monitoring.outcomes import OutcomeEvent
 from vigie.monitoring.reference import PREDICTION, TARGET, GateBound, VersionReference
-from vigie.monitoring.segments import OnSkip, SegmentSink
 from vigie.monitoring.sidecar import Monitor, read_requests
 from vigie.training.spec import Task
 

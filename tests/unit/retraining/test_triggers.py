@@ -11,7 +11,7 @@ import pytest
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.segments import SegmentSink
+from vigie.events.segments import SegmentSink
 from vigie.retraining.triggers import (
     AlreadyRunning,
     coalesce,

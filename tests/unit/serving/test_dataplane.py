@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.payload_entry import encode_entry
+from vigie.events.payload_entry import encode_entry
 from vigie.registry import Registry
 from vigie.serving.dataplane import ServingDataPlane
 from vigie.serving.types import Datatype, InferRequest, Protocol_

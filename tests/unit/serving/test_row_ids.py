@@ -17,7 +17,7 @@ import pytest
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.payload_entry import encode_entry
+from vigie.events.payload_entry import encode_entry
 from vigie.registry import Registry
 from vigie.serving import grpc_codec
 from vigie.serving.dataplane import ROW_IDS_PARAMETER, ServingDataPlane, request_row_ids

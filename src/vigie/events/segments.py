@@ -20,10 +20,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.payload_entry import PayloadEntry, encode_entry
+from vigie.events.payload_entry import PayloadEntry, encode_entry
 
 #: Default size after which a new segment is started.
 DEFAULT_SEGMENT_BYTES = 64 << 20
@@ -34,6 +34,9 @@ OnSkip = Callable[[str, str], object]
 _NAME = re.compile(r"^segment-(\d{6,})\.jsonl$")
 _OFFSET = re.compile(r"^(\d+):(\d+)$")
 _log = logging.getLogger(__name__)
+
+#: What a reader decodes each line into.
+T = TypeVar("T")
 
 
 def segment_path(folder: Path, number: int) -> Path:
@@ -144,7 +147,7 @@ def parse_offset(offset: str) -> tuple[int, int]:
     if not match:
         raise VigieError(
             ErrorCode.INVALID_INPUT,
-            f"payload offset {offset!r} is not <segment>:<position>, e.g. 000001:000000000000",
+            f"segment offset {offset!r} is not <segment>:<position>, e.g. 000001:000000000000",
             field="after",
         )
     return int(match.group(1)), int(match.group(2))
@@ -153,7 +156,20 @@ def parse_offset(offset: str) -> tuple[int, int]:
 def read_segments(
     folder: Path, *, after: str | None, limit: int, on_skip: OnSkip | None = None
 ) -> list[PayloadEntry]:
-    """Up to ``limit`` entries after the one at ``after`` (from the start when None).
+    """Up to ``limit`` payload entries after the one at ``after`` (see :func:`read_lines`)."""
+    return read_lines(folder, PayloadEntry.from_json, after=after, limit=limit, on_skip=on_skip)
+
+
+def read_lines(
+    folder: Path,
+    decode: Callable[[str, bytes], T],
+    *,
+    after: str | None,
+    limit: int,
+    on_skip: OnSkip | None = None,
+) -> list[T]:
+    """Up to ``limit`` records after the one at ``after`` (from the start when None), each
+    line given to ``decode`` with its offset (it raises ValueError for a line it refuses).
 
     Lines that do not decode are skipped with a warning and reported to ``on_skip`` with
     their offset (a valid ``after``: a consumer can resume past them). A last line without
@@ -162,7 +178,7 @@ def read_segments(
     removed by retention is passed over: reading resumes at the next one.
     """
     start = parse_offset(after) if after is not None else (0, -1)
-    entries: list[PayloadEntry] = []
+    entries: list[T] = []
     numbers = segment_numbers(folder)
     for number in numbers:
         if number < start[0]:
@@ -170,6 +186,7 @@ def read_segments(
         skip_through = start[1] if number == start[0] else -1
         lines = _read_segment(
             folder,
+            decode,
             number,
             skip_through,
             limit - len(entries),
@@ -184,13 +201,14 @@ def read_segments(
 
 def _read_segment(
     folder: Path,
+    decode: Callable[[str, bytes], T],
     number: int,
     skip_through: int,
     limit: int,
     *,
     newest: bool,
     on_skip: OnSkip | None,
-) -> Iterator[PayloadEntry]:
+) -> Iterator[T]:
     """Entries of one segment whose line starts after byte ``skip_through``."""
     with segment_path(folder, number).open("rb") as handle:
         if skip_through >= 0:
@@ -205,7 +223,7 @@ def _read_segment(
                     _skip(on_skip, number, position, "truncated line (no end of line)")
                 return
             try:
-                yield PayloadEntry.from_json(format_offset(number, position), line)
+                yield decode(format_offset(number, position), line)
             except ValueError as err:
                 _skip(on_skip, number, position, str(err))
                 continue

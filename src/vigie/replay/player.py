@@ -5,7 +5,7 @@ advances ``speed`` simulated seconds per real second. On each tick, every flight
 scheduled departure has come is sent for prediction, up to ``max_rows`` flights per
 request and one request per served model, with the flights' keys in the request
 parameter ``row_ids``; then every flight whose actual arrival has come gets its outcome
-event in the outcome log (:mod:`vigie.monitoring.outcomes`), never before its own
+event in the outcome log (:mod:`vigie.events.outcomes`), never before its own
 prediction was sent. Cancelled and diverted flights are predicted but never labelled.
 
 ``speed`` 0 is as fast as the service answers: nothing waits, and each tick jumps to the
@@ -41,9 +41,9 @@ import numpy.typing as npt
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.outcomes import OutcomeEvent, OutcomeLog, new_event_id
 from vigie.governance.audit import AuditLog, Outcome
-from vigie.monitoring.outcomes import OutcomeEvent, OutcomeLog, new_event_id
-from vigie.monitoring.replay_plan import (
+from vigie.replay.plan import (
     Clock,
     OutcomeWriter,
     ReplayPlan,
@@ -52,7 +52,7 @@ from vigie.monitoring.replay_plan import (
     Send,
     SystemClock,
 )
-from vigie.monitoring.replay_source import FlightWindow, feature_defs, load_window
+from vigie.replay.source import FlightWindow, feature_defs, load_window
 
 __all__ = [
     "Clock",

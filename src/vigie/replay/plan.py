@@ -1,6 +1,6 @@
 """What a replay is asked to do (:class:`ReplayPlan`), what it sends (:class:`ReplayRequest`)
 through what (:data:`Send`, :class:`OutcomeWriter`, :class:`Clock`) and what it did
-(:class:`ReplayStats`); the schedule itself is :mod:`vigie.monitoring.replay`.
+(:class:`ReplayStats`); the schedule itself is :mod:`vigie.replay.player`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.outcomes import OutcomeEvent
+from vigie.events.outcomes import OutcomeEvent
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ Send = Callable[[ReplayRequest], object]
 
 
 class OutcomeWriter(Protocol):
-    """Where outcome events go (:class:`vigie.monitoring.outcomes.OutcomeLog`)."""
+    """Where outcome events go (:class:`vigie.events.outcomes.OutcomeLog`)."""
 
     @property
     def pending(self) -> int:

@@ -29,9 +29,9 @@ from typing import Any
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.payload_entry import PayloadSink
-from vigie.monitoring.payload_log import open_sink, read_entries
-from vigie.monitoring.segments import OnSkip
+from vigie.events.payload_entry import PayloadSink
+from vigie.events.payload_log import open_sink, read_entries
+from vigie.events.segments import OnSkip
 
 #: The Redis stream of outcome events.
 OUTCOME_STREAM = "vigie:outcomes"

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.monitoring.payload_entry import PayloadEntry, encode_entry
+from vigie.events.payload_entry import PayloadEntry, encode_entry
 
 #: The stream the serving workers write to.
 DEFAULT_STREAM = "vigie:payload"

@@ -8,8 +8,8 @@ policy's ``services`` table says) and encoding happen in the writer, off the req
 path. A background asyncio task drains the buffer in batches into the sink, in a worker
 thread, waiting up to ``linger_s`` for a batch to fill so that a quiet server does not pay
 one write and one fsync per prediction:
-local segment files (:mod:`vigie.monitoring.segments`) when ``VIGIE_STREAM_URL`` is unset,
-a Redis stream (:mod:`vigie.monitoring.payload_stream`) when it is ``redis://...``. A
+local segment files (:mod:`vigie.events.segments`) when ``VIGIE_STREAM_URL`` is unset,
+a Redis stream (:mod:`vigie.events.payload_stream`) when it is ``redis://...``. A
 failed batch stays at the head of the buffer and is retried with exponential backoff, so
 entries are written in order once the sink is back.
 
@@ -38,11 +38,11 @@ from urllib.parse import urlparse
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.payload_entry import PayloadEntry, PayloadSink
+from vigie.events.payload_stream import DEFAULT_STREAM, RedisStreamSink, read_stream
+from vigie.events.segments import OnSkip, SegmentSink, read_segments
 from vigie.governance.policy import Handling, load_policy
 from vigie.governance.pseudonymize import Pseudonymizer
-from vigie.monitoring.payload_entry import PayloadEntry, PayloadSink
-from vigie.monitoring.payload_stream import DEFAULT_STREAM, RedisStreamSink, read_stream
-from vigie.monitoring.segments import OnSkip, SegmentSink, read_segments
 
 __all__ = [
     "DEFAULT_STREAM",

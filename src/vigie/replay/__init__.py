@@ -1,0 +1,1 @@
+"""Replay: a warehouse window turned into live prediction traffic and delayed events."""
