@@ -37,7 +37,6 @@ DEFAULT_MAX_AGE_DAYS = 30
 REQUESTS_SOURCE = "retraining-requests@segments"
 
 
-
 class AlreadyRunning(VigieError):
     """Another retraining of the model holds its lock."""
 
