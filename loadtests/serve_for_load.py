@@ -30,12 +30,12 @@ import yaml
 
 from vigie.config import Settings, load_settings
 from vigie.errors import VigieError
+from vigie.features import offline
 from vigie.features.catalogue import CATALOGUE, FeatureKind
 from vigie.pipelines.run import run_pipeline
 from vigie.registry import Alias, Registry
 from vigie.retraining.lifecycle import assess, promote, train_and_register
 from vigie.serving.harness import ServiceProcess, local_service_env
-from vigie.training import origin_status
 from vigie.training.snapshot import snapshot_sql
 from vigie.warehouse.connection import connect
 
@@ -129,7 +129,7 @@ def write_flights(settings: Settings, path: Path) -> None:
     warehouse = connect(settings.resolved_warehouse_url, read_only=True)
     try:
         raw = warehouse.query_arrow(snapshot_sql(list(CATALOGUE.values())), list(WINDOW))
-        raw = origin_status.add_to(warehouse, raw, list(CATALOGUE.values()), *WINDOW)
+        raw = offline.add_to(warehouse, raw, list(CATALOGUE.values()), *WINDOW)
     finally:
         warehouse.close()
     table = pa.table(

@@ -33,7 +33,7 @@ class Feature:
         sources: The source columns (``table.column`` in the data policy) it derives from.
         description: What it is, with its unit.
         history: Computed from other flights' outcomes observed before this flight's
-            scheduled departure (:mod:`vigie.training.origin_status`), not by ``sql``;
+            scheduled departure (:mod:`vigie.features.history`), not by ``sql``;
             its sources must be allowed as history in the data policy.
     """
 
@@ -47,25 +47,61 @@ class Feature:
 
 _C, _N = FeatureKind.CATEGORICAL, FeatureKind.NUMERIC
 
-_HISTORY_SOURCES = ("flights.origin", "flights.carrier", "flights.arr_time", "flights.arr_delay")
+_ARR = ("flights.origin", "flights.carrier", "flights.arr_time", "flights.arr_delay")
+_DEP = ("flights.origin", "flights.carrier", "flights.dep_time", "flights.dep_delay")
+_BACKLOG = ("flights.origin", "flights.sched_dep_time", "flights.dep_time")
+_DEST = ("flights.dest", "flights.arr_time", "flights.arr_delay")
 
 
-def _origin_status() -> tuple[Feature, ...]:
-    """The origin-status features: recent outcomes of other flights from the same origin."""
+def _stream_features() -> tuple[Feature, ...]:
+    """The stream features (:mod:`vigie.features.history`): what the flight events had
+    told at the flight's scheduled departure."""
     described = {
-        "origin_arr_delay_3h": "mean arrival delay of the flights from this origin that "
-        "arrived in the 3 h before this flight's scheduled departure, minutes",
-        "origin_late_share_3h": "share of those flights more than 15 min late (3 h)",
-        "origin_arr_delay_6h": "the same mean arrival delay over 6 h, minutes",
-        "origin_late_share_6h": "share more than 15 min late over 6 h",
-        "origin_arrivals_6h": "number of flights from this origin that arrived in those 6 h",
-        "carrier_arr_delay_6h": "mean arrival delay over 6 h of this carrier's flights from "
-        "this origin, minutes",
-        "carrier_late_share_6h": "share of those flights more than 15 min late (6 h)",
+        "origin_arr_delay_3h": (
+            _ARR,
+            "mean arrival delay of the flights from this origin that "
+            "arrived in the 3 h before this flight's scheduled departure, minutes",
+        ),
+        "origin_late_share_3h": (_ARR, "share of those flights more than 15 min late (3 h)"),
+        "origin_arr_delay_6h": (_ARR, "the same mean arrival delay over 6 h, minutes"),
+        "origin_late_share_6h": (_ARR, "share more than 15 min late over 6 h"),
+        "origin_arrivals_6h": (
+            _ARR,
+            "number of flights from this origin that arrived in those 6 h",
+        ),
+        "carrier_arr_delay_6h": (
+            _ARR,
+            "mean arrival delay over 6 h of this carrier's flights from this origin, minutes",
+        ),
+        "carrier_late_share_6h": (_ARR, "share of those flights more than 15 min late (6 h)"),
+        "origin_dep_delay_1h": (
+            _DEP,
+            "mean departure delay of the flights that left this "
+            "origin in the hour before this flight's scheduled departure, minutes",
+        ),
+        "origin_dep_delay_3h": (_DEP, "the same mean departure delay over 3 h, minutes"),
+        "origin_dep_delay_6h": (_DEP, "the same mean departure delay over 6 h, minutes"),
+        "origin_departures_1h": (_DEP, "number of flights that left this origin in that hour"),
+        "carrier_dep_delay_3h": (
+            _DEP,
+            "mean departure delay over 3 h of this carrier's flights from this origin, minutes",
+        ),
+        "origin_backlog_1h": (
+            _BACKLOG,
+            "flights scheduled to leave this origin in the hour "
+            "before that had not left yet (cancelled ones excluded)",
+        ),
+        "origin_backlog_3h": (_BACKLOG, "the same backlog over the 3 h before"),
+        "dest_arr_delay_3h": (
+            _DEST,
+            "mean arrival delay of the flights from New York that "
+            "arrived at this destination in the 3 h before, minutes",
+        ),
+        "dest_late_share_3h": (_DEST, "share of those flights more than 15 min late (3 h)"),
     }
     return tuple(
-        Feature(name, _N, "", _HISTORY_SOURCES, text, history=True)
-        for name, text in described.items()
+        Feature(name, _N, "", sources, text, history=True)
+        for name, (sources, text) in described.items()
     )
 
 
@@ -113,7 +149,7 @@ CATALOGUE: dict[str, Feature] = {
         Feature("precip", _N, "w.precip_in", ("weather.precip",), "precipitation, inches"),
         Feature("pressure", _N, "w.pressure_mb", ("weather.pressure",), "pressure, millibars"),
         Feature("visib", _N, "w.visibility_mi", ("weather.visib",), "visibility, miles"),
-        *_origin_status(),
+        *_stream_features(),
     )
 }
 

@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features import offline
 from vigie.features.catalogue import CATALOGUE, Feature, FeatureKind
 from vigie.registry import Registry
-from vigie.training import origin_status
 from vigie.training.snapshot import feature_columns
 from vigie.warehouse.connection import connect
 
@@ -125,7 +125,7 @@ def load_window(
         table = warehouse.query_arrow(window_sql(features), [start, end])
         # What the outcome stream had delivered by each flight's scheduled departure:
         # the same events and the same strict cutoff as the training snapshots.
-        table = origin_status.add_to(warehouse, table, features, start, end)
+        table = offline.add_to(warehouse, table, features, start, end)
     finally:
         warehouse.close()
     return window_from_arrow(table, features)

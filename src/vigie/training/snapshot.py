@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features import offline
 from vigie.features.catalogue import TARGET_COLUMN, TARGET_SQL, Feature, FeatureKind
-from vigie.training import origin_status
 from vigie.training.spec import ModelSpec
 from vigie.warehouse.connection import connect
 from vigie.warehouse.dialect import FLOAT64, typed_null
@@ -83,7 +83,7 @@ def snapshot_sql(features: list[Feature]) -> str:
     """The query of a snapshot: keys, features and target, arrived flights, by flight_key.
 
     Origin-status features come out NULL with the flight's origin and carrier beside them,
-    for :func:`vigie.training.origin_status.fill`.
+    for :func:`vigie.features.offline.fill`.
     """
     columns = ["f.flight_key AS flight_key", "f.sched_dep_utc AS sched_dep_utc"]
     columns += feature_columns(features)
@@ -93,13 +93,13 @@ def snapshot_sql(features: list[Feature]) -> str:
 
 def feature_columns(features: list[Feature]) -> list[str]:
     """The select-list entries of ``features``: an origin-status one is NULL, with the
-    flight's origin and carrier added once for :func:`origin_status.add_to` to fill it."""
+    flight's origin and carrier added once for :func:`offline.add_to` to fill it."""
     columns = [
         f"{typed_null(FLOAT64)} AS {f.name}" if f.history else f"{f.sql} AS {f.name}"
         for f in features
     ]
     if any(f.history for f in features):
-        columns += origin_status.TARGET_COLUMNS
+        columns += offline.TARGET_COLUMNS
     return columns
 
 
@@ -149,7 +149,7 @@ def build_snapshot(settings: Settings, spec: ModelSpec, start: date, end: date) 
         if warehouse.dialect == "duckdb":
             warehouse.execute("SET enable_progress_bar = false")
         raw = warehouse.query_arrow(snapshot_sql(features), [start, end])
-        raw = origin_status.add_to(warehouse, raw, features, start, end)
+        raw = offline.add_to(warehouse, raw, features, start, end)
     finally:
         warehouse.close()
     if raw.num_rows == 0:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from vigie.config import Settings, load_settings
+from vigie.features import history
 from vigie.training.snapshot import Snapshot
 from vigie.training.spec import ModelSpec, load_spec
 
@@ -76,6 +77,10 @@ def _origin_status(rng: np.random.Generator, rows: int, late: np.ndarray) -> dic
     columns["origin_arrivals_6h"] = rng.integers(0, 120, rows).astype(float)
     columns["carrier_arr_delay_6h"] = np.where(missing, np.nan, recent + rng.normal(0, 5, rows))
     columns["carrier_late_share_6h"] = columns["origin_late_share_6h"]
+    for name in history.NAMES:  # the other stream features: noisy, higher before a late one
+        if name not in columns:
+            noisy = recent / 2 + rng.normal(0, 5, rows)
+            columns[name] = np.abs(noisy) if name in history.COUNTS else noisy
     return columns
 
 
