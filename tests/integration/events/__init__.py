@@ -1,0 +1,1 @@
+"""Event streams on a real Redis: consumer groups, claims after a crash, a restart."""
