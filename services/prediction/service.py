@@ -26,6 +26,9 @@ from bentoml.exceptions import BentoMLException
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.events.payload_log import PayloadLog
+from vigie.features.online import Enricher
+from vigie.features.processor import open_store
+from vigie.governance.pseudonymize import Pseudonymizer
 from vigie.log import ConsoleFormatter, JsonFormatter, background_access_logs
 from vigie.serving import auth, grpc_server, metrics
 from vigie.serving.dataplane import ServingDataPlane
@@ -110,7 +113,9 @@ class VigiePrediction:
         settings = self.settings
         logger.info("BentoML's middleware stack has vigie's layers: %s", checked_stack())
         self._payload_log = await _start_payload_log(settings)
-        dataplane = ServingDataPlane(settings, payload_log=self._payload_log)
+        dataplane = ServingDataPlane(
+            settings, payload_log=self._payload_log, enricher=_enricher(settings)
+        )
         # Not ready until gRPC is bound and serving: a failed bind keeps readiness false.
         dataplane.mark_frontend("grpc", False)
         await dataplane.start()
@@ -229,3 +234,12 @@ VigiePrediction.add_asgi_middleware(JsonBodyOnly, paths=("/predict",))
 # OIP REST inference skips BentoML's router and request context (the mounted app still
 # serves every other /v2 route, and inference too if the lane is ever bypassed).
 VigiePrediction.add_asgi_middleware(InferLane, context=_context, prefix=OIP_REST_PREFIX)
+
+
+def _enricher(settings: Settings) -> Enricher | None:
+    """The online-store enrichment of this worker (None when ``VIGIE_ENRICH`` is false)."""
+    if not settings.enrich:
+        return None
+    return Enricher(
+        open_store(settings, read_only=True), Pseudonymizer.from_settings(settings).pseudonymize
+    )

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         default=None,
         description="Payload log / event stream: redis://... or local segments under home.",
     )
+    features_url: str | None = Field(
+        default=None,
+        description="Online feature store: redis://... or the embedded SQLite file "
+        "features/online.sqlite under home.",
+    )
+    enrich: bool = Field(
+        default=True,
+        description="Serving fills the inputs a request leaves out (all but carrier, origin, "
+        "dest and sched_dep) from the online feature store; false: every input is required.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the servers bind to.")
     rest_port: int = Field(default=3000, description="BentoML HTTP port (/predict, /v2).")
     grpc_port: int = Field(default=8001, description="OIP v2 gRPC port.")

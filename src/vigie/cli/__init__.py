@@ -12,6 +12,7 @@ import typer
 
 from vigie.cli.common import report_error
 from vigie.cli.data import audit_app, pipeline_app, warehouse_app
+from vigie.cli.features import features_app
 from vigie.cli.keys import keys_app
 from vigie.cli.models import registry_app, train
 from vigie.cli.monitor import monitor_app
@@ -30,6 +31,7 @@ app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(features_app, name="features")
 app.command("train")(train)
 app.command("serve")(serve)
 app.command("replay")(replay)

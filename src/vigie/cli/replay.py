@@ -21,6 +21,7 @@ from vigie.cli.common import err_console, guarded, out, parse_date
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.online import REQUEST_INPUTS
 from vigie.monitoring.consumer import DEFAULT_CONSUMER, IngestReport
 from vigie.monitoring.consumer import ingest as run_ingest
 from vigie.replay.player import ReplayPlan, ReplayRequest, ReplayStats, new_run_id, run_replay
@@ -59,6 +60,21 @@ def replay(
         ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 10.0,
+    client_fields: Annotated[
+        str,
+        typer.Option(
+            help="full: every model input, computed from the warehouse; schedule: only what "
+            "an application knows (carrier, origin, dest, sched_dep), the service fills the "
+            "rest from its online store."
+        ),
+    ] = "full",
+    events: Annotated[
+        bool,
+        typer.Option(
+            help="Publish the window's flight and weather events at their instants (the "
+            "feature processor turns them into the online store)."
+        ),
+    ] = True,
 ) -> None:
     """Replay a window of flights to the running service: a prediction at each scheduled
     departure, the true outcome into the outcome log at each arrival."""
@@ -93,6 +109,8 @@ def replay(
             limit=limit,
             concurrency=concurrency,
             run_id=new_run_id(),
+            client_fields=client_fields,
+            events=events,
         )
         address = {"protocol": protocol, "address": target if protocol == "grpc" else rest_url}
         stats = _run_with_progress(settings, (start, end), plan, _sender(client), address)
@@ -110,7 +128,10 @@ def _served_inputs(client: InferClient, models: list[str]) -> dict[str, tuple[st
             ErrorCode.MODEL_NOT_FOUND,
             "no model to replay: no production alias is set in the registry; pass --model",
         )
-    return {name: client.model_inputs(name) for name in dict.fromkeys(models)}
+    return {
+        name: tuple(i for i in client.model_inputs(name) if i not in REQUEST_INPUTS)
+        for name in dict.fromkeys(models)
+    }
 
 
 def _sender(client: InferClient) -> Callable[[ReplayRequest], object]:
@@ -203,6 +224,9 @@ def _replay_summary(plan: ReplayPlan, stats: ReplayStats) -> None:
         ("retries", f"{stats.retries:,}"),
         ("outcome events", f"{stats.outcomes:,}"),
         ("outcome events unwritten", f"{stats.outcomes_unwritten:,}"),
+        ("request fields", plan.client_fields),
+        ("flight and weather events published", f"{stats.events_published:,}"),
+        ("waits for the feature processor timed out", f"{stats.feature_waits_timed_out:,}"),
         ("simulated from", f"{stats.simulated_start or '-'}"),
         ("simulated time reached", f"{stats.simulated_until or '-'}"),
     ]

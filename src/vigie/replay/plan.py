@@ -81,6 +81,13 @@ class SystemClock:
         time.sleep(seconds)
 
 
+#: What a replayed request may carry (see :attr:`ReplayPlan.client_fields`).
+CLIENT_FIELDS = ("full", "schedule")
+
+#: The inputs of a schedule-only request.
+SCHEDULE_FIELDS = ("carrier", "origin", "dest", "sched_dep")
+
+
 @dataclass(frozen=True)
 class ReplayPlan:
     """How to replay.
@@ -95,6 +102,11 @@ class ReplayPlan:
         retry_wait_s: First wait before a retry; doubles each time.
         source: The outcome events' ``source``.
         run_id: Prefix of every request id (unique per run).
+        client_fields: What a request carries: ``full`` (every model input, computed from
+            the warehouse as the training snapshots are) or ``schedule`` (what an
+            application knows: carrier, origin, dest and ``sched_dep``; the service fills
+            the rest from its online store).
+        events: Publish the window's flight and weather events at their instants.
     """
 
     models: dict[str, tuple[str, ...]]
@@ -106,6 +118,8 @@ class ReplayPlan:
     retry_wait_s: float = 0.2
     source: str = "replay"
     run_id: str = "replay"
+    client_fields: str = "full"
+    events: bool = False
 
     def check(self) -> None:
         """Raises VigieError INVALID_INPUT naming the first option out of range."""
@@ -116,6 +130,7 @@ class ReplayPlan:
             "limit": self.limit is not None and self.limit < 1,
             "concurrency": self.concurrency < 1,
             "retries": self.retries < 0,
+            "client_fields": self.client_fields not in CLIENT_FIELDS,
         }
         for name, bad in problems.items():
             if bad:
@@ -123,7 +138,7 @@ class ReplayPlan:
                     ErrorCode.INVALID_INPUT,
                     f"replay option {name} is out of range: {getattr(self, name)!r} "
                     "(models: at least one; speed >= 0; max_rows, limit, concurrency >= 1; "
-                    "retries >= 0)",
+                    f"retries >= 0; client_fields: {' or '.join(CLIENT_FIELDS)})",
                     field=name,
                 )
 
@@ -147,6 +162,9 @@ class ReplayStats:
         simulated_until: How far the simulated clock got.
         elapsed_s: Real time the replay took.
         interrupted: It was stopped before its end.
+        events_published: Flight and weather events published.
+        feature_waits_timed_out: Times the feature processor had not applied the events
+            published when the requests that follow them were due.
     """
 
     flights: int = 0
@@ -163,6 +181,8 @@ class ReplayStats:
     simulated_until: datetime | None = None
     elapsed_s: float = 0.0
     interrupted: bool = False
+    events_published: int = 0
+    feature_waits_timed_out: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready (audit log, summaries)."""
@@ -181,6 +201,8 @@ class ReplayStats:
             "simulated_until": _iso(self.simulated_until),
             "elapsed_s": round(self.elapsed_s, 3),
             "interrupted": self.interrupted,
+            "events_published": self.events_published,
+            "feature_waits_timed_out": self.feature_waits_timed_out,
         }
 
 

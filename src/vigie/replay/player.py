@@ -42,8 +42,12 @@ import numpy.typing as npt
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.events.outcomes import OutcomeEvent, OutcomeLog, new_event_id
+from vigie.events.stream import open_event_stream
+from vigie.features.processor import open_store
 from vigie.governance.audit import AuditLog, Outcome
+from vigie.replay.events import EventFeed, load_schedule
 from vigie.replay.plan import (
+    SCHEDULE_FIELDS,
     Clock,
     OutcomeWriter,
     ReplayPlan,
@@ -99,6 +103,7 @@ class Replay:
         stop: Set to end the replay cleanly (Ctrl-C).
         on_progress: Called with the statistics at most every 0.1 s real, and at the end.
         executor: Runs the sends; default: a pool of ``plan.concurrency`` threads.
+        feed: Publishes the window's flight and weather events as the clock passes them.
     """
 
     def __init__(
@@ -112,8 +117,10 @@ class Replay:
         stop: threading.Event | None = None,
         on_progress: Callable[[ReplayStats], object] | None = None,
         executor: Executor | None = None,
+        feed: EventFeed | None = None,
     ) -> None:
         plan.check()
+        self._feed = feed
         self._window = window
         self._plan = plan
         self._send = send
@@ -161,6 +168,7 @@ class Replay:
             return
         origin_us, origin_real = int(departures[0]), self._clock.monotonic()
         self.stats.simulated_start = _instant(origin_us)
+        self._publish(origin_us - 1)  # everything before the first departure: a warm-up
         while (sent < n or labelled_done < len(label_rows)) and not self._stop.is_set():
             next_label = (
                 int(label_due[labelled_done]) if labelled_done < len(label_rows) else _NEVER
@@ -174,6 +182,7 @@ class Replay:
                 if now_us is None:
                     continue
             reached = int(np.searchsorted(departures, now_us, side="right"))
+            self._publish(now_us)
             self._send_flights(executor, sent, reached)
             if self._stop.is_set():  # stopped mid-tick: label only complete ticks
                 return
@@ -199,6 +208,26 @@ class Replay:
         self._clock.sleep(min(wait, MAX_SLEEP_S))
         return None
 
+    def _publish(self, now_us: int) -> None:
+        """Events up to ``now_us``, before the requests of that instant (a request at ``t``
+        only reads what happened before ``t``: later ones published with it never count)."""
+        if self._feed is not None:
+            self._feed.advance(now_us)
+            self.stats.events_published = self._feed.stats.published
+            self.stats.feature_waits_timed_out = self._feed.stats.waits_timed_out
+
+    def _columns(self, inputs: tuple[str, ...], start: int, stop: int) -> dict[str, Any]:
+        window = self._window
+        if self._plan.client_fields == "full":
+            return {name: window.features[name][start:stop] for name in inputs}
+        columns: dict[str, Any] = {
+            name: window.features[name][start:stop] for name in SCHEDULE_FIELDS[:3]
+        }
+        stamps = window.departure_us[start:stop].astype("datetime64[us]")
+        text = np.datetime_as_string(stamps, unit="m")
+        columns["sched_dep"] = np.asarray([f"{t}+00:00" for t in text.tolist()], dtype=object)
+        return columns
+
     def _send_flights(self, executor: Executor, first: int, end: int) -> None:
         window, step = self._window, self._plan.max_rows
         for start in range(first, end, step):
@@ -211,7 +240,7 @@ class Replay:
                 request = ReplayRequest(
                     model,
                     f"{self._plan.run_id}-{self._requests}",
-                    {name: window.features[name][start:stop] for name in inputs},
+                    self._columns(inputs, start, stop),
                     ids,
                 )
                 self._submit(executor, request)
@@ -376,13 +405,16 @@ def run_replay(
             details={"error": err.to_dict()},
         )
         raise
-    replay = Replay(window, plan, send, outcomes, stop=stop, on_progress=on_progress)
+    feed, closers = _feed(settings, start, end) if plan.events else (None, [])
+    replay = Replay(window, plan, send, outcomes, stop=stop, on_progress=on_progress, feed=feed)
     if on_start is not None:
         on_start(replay.stats)
     try:
         stats = replay.run()
     finally:
         outcomes.close()
+        for close in closers:
+            close()
         replay.stats.outcomes_unwritten = outcomes.pending
     complete = not stats.interrupted and not stats.failures and not stats.outcomes_unwritten
     audit.append(
@@ -394,3 +426,12 @@ def run_replay(
         details=stats.to_json(),
     )
     return stats
+
+
+def _feed(settings: Settings, start: date, end: date) -> tuple[EventFeed, list[Callable[[], None]]]:
+    """The event feed of a window on the configured stream, waiting on the online store."""
+    schedule = load_schedule(settings, start, end)
+    stream = open_event_stream(settings)
+    store = open_store(settings, read_only=True)
+    feed = EventFeed(schedule, stream, watermark=store.watermark_us)
+    return feed, [stream.close, store.close]

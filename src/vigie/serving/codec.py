@@ -49,8 +49,9 @@ def decode_inputs(
         VigieError: INVALID_INPUT naming the input and what was expected (missing, extra or
             duplicated input, datatype, shape, row count, infinity, string length).
     """
-    specs = {spec.name: spec for spec in metadata.inputs}
-    _check_names(metadata.name, specs, tensors)
+    specs = {spec.name: spec for spec in (*metadata.inputs, *metadata.request_inputs)}
+    optional = metadata.enrichable | {spec.name for spec in metadata.request_inputs}
+    _check_names(metadata.name, specs, tensors, optional)
     columns: dict[str, npt.NDArray[Any]] = {}
     numeric: list[RawTensor] = []
     rows: int | None = None
@@ -76,7 +77,12 @@ def decode_inputs(
     return columns, rows
 
 
-def _check_names(model: str, specs: dict[str, TensorSpec], tensors: Sequence[RawTensor]) -> None:
+def _check_names(
+    model: str,
+    specs: dict[str, TensorSpec],
+    tensors: Sequence[RawTensor],
+    optional: frozenset[str] | set[str] = frozenset(),
+) -> None:
     seen: set[str] = set()
     for tensor in tensors:
         if tensor.name not in specs:
@@ -88,7 +94,7 @@ def _check_names(model: str, specs: dict[str, TensorSpec], tensors: Sequence[Raw
         if tensor.name in seen:
             raise invalid(tensor.name, "is given more than once")
         seen.add(tensor.name)
-    missing = [name for name in specs if name not in seen]
+    missing = [name for name in specs if name not in seen and name not in optional]
     if missing:
         raise VigieError(
             ErrorCode.INVALID_INPUT,

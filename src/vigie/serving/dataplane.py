@@ -9,6 +9,7 @@ queue, whatever protocol they came by.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -25,18 +26,30 @@ import onnxruntime as ort
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.online import ENRICHABLE, REQUEST_INPUTS, Enricher
 from vigie.registry import Registry
 from vigie.serving import metrics
 from vigie.serving.batcher import BatcherClosed
 from vigie.serving.reloader import Reloader
 from vigie.serving.repository import LoadedVersion, ModelRepository
 from vigie.serving.routing import Decision, Route, Router
-from vigie.serving.types import InferRequest, InferResult, ModelMetadata, ServerMetadata
+from vigie.serving.types import (
+    Datatype,
+    InferRequest,
+    InferResult,
+    ModelMetadata,
+    ServerMetadata,
+    TensorSpec,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Label of the ``model`` metric dimension for names that are not served (bounded labels).
 UNKNOWN_MODEL = "_unknown"
+
+#: The request inputs of an enriching data plane: what an application knows of its flight
+#: beyond the model's own inputs (:mod:`vigie.features.online`).
+REQUEST_SPECS = tuple(TensorSpec(name, Datatype.BYTES, (-1, 1)) for name in REQUEST_INPUTS)
 
 #: OIP extensions the REST front end implements.
 EXTENSIONS = ("binary_tensor_data",)
@@ -61,6 +74,8 @@ class ServingDataPlane:
         settings: Serving settings (batch limits, device, canary, reload interval).
         registry: The model registry; default: the one under ``settings.registry_dir``.
         payload_log: Where each prediction is recorded; None records nothing.
+        enricher: Fills the inputs a request leaves out from the online feature store;
+            None: every input is required.
     """
 
     def __init__(
@@ -69,8 +84,11 @@ class ServingDataPlane:
         *,
         registry: Registry | None = None,
         payload_log: PayloadSink | None = None,
+        enricher: Enricher | None = None,
     ) -> None:
         self._settings = settings
+        self._enricher = enricher
+        self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vigie-features")
         self._registry = registry or Registry(settings)
         self._payload_log = payload_log
         self._executor = ThreadPoolExecutor(
@@ -112,6 +130,9 @@ class ServingDataPlane:
         await asyncio.gather(*self._mirrors, return_exceptions=True)
         await self.repository.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._lookups.shutdown(wait=False, cancel_futures=True)
+        if self._enricher is not None:
+            self._enricher.close()
 
     def mark_frontend(self, name: str, serving: bool) -> None:
         """Register a front end (``grpc``) and say whether it serves; readiness needs all."""
@@ -152,6 +173,49 @@ class ServingDataPlane:
         Raises:
             VigieError: MODEL_NOT_FOUND naming the served models or the missing version.
         """
+        metadata = self._metadata(name, version)
+        if self._enricher is None:
+            return metadata
+        enrichable = ENRICHABLE.intersection(spec.name for spec in metadata.inputs)
+        return dataclasses.replace(metadata, request_inputs=REQUEST_SPECS, enrichable=enrichable)
+
+    async def enrich(
+        self, metadata: ModelMetadata, columns: dict[str, npt.NDArray[Any]], rows: int
+    ) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any] | None]:
+        """The model's columns, the ones the request left out filled from the online store
+        as of each row's scheduled departure (:class:`vigie.features.online.Enricher`).
+
+        Raises:
+            VigieError: INVALID_INPUT naming the keys enrichment needs; UNAVAILABLE when the
+                store cannot be read.
+        """
+        wanted = tuple(spec.name for spec in metadata.inputs)
+        if self._enricher is None or all(name in columns for name in wanted):
+            return {name: columns[name] for name in wanted if name in columns}, None
+        start = time.perf_counter()
+        try:
+            filled, done = await asyncio.get_running_loop().run_in_executor(
+                self._lookups, self._enricher.fill, columns, rows, wanted
+            )
+        except VigieError:
+            raise
+        except Exception as err:  # the store's own errors (sqlite3, redis): retry later
+            raise VigieError(
+                ErrorCode.UNAVAILABLE, f"the online feature store cannot be read: {err}"
+            ) from err
+        metrics.FEATURE_LOOKUP.labels(self.metric_model(metadata.name)).observe(
+            time.perf_counter() - start
+        )
+        metrics.ENRICHED_ROWS.labels(self.metric_model(metadata.name)).inc(rows)
+        for family, count in done.stale.items():
+            metrics.FEATURE_STALE_ROWS.labels(family).inc(count)
+        for feature, count in done.missing.items():
+            metrics.FEATURE_MISSING_VALUES.labels(feature).inc(count)
+        for family, age in done.age_s.items():
+            metrics.FEATURE_AGE.labels(family).observe(age)
+        return filled, done.to_json()
+
+    def _metadata(self, name: str, version: str | None) -> ModelMetadata:
         if version is None:
             current = self.repository.alias(name, "production")
             if current is None:
@@ -425,4 +489,6 @@ def payload_entry(
     }
     if row_ids is not None:
         entry["row_ids"] = row_ids
+    if request.enrichment is not None:
+        entry["enrichment"] = request.enrichment
     return entry

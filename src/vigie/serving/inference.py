@@ -9,10 +9,12 @@ feature columns. :func:`serve` does the rest in one order, whatever the protocol
    fast path that gives the same columns or hands over to it): names, types, shapes, row
    counts, finite numbers, valid Unicode strings within the length limit;
 3. the outputs asked for;
-4. the data plane's :meth:`~vigie.serving.dataplane.ServingDataPlane.infer`: route
+4. the inputs the request left out, filled from the online feature store
+   (:meth:`~vigie.serving.dataplane.ServingDataPlane.enrich`);
+5. the data plane's :meth:`~vigie.serving.dataplane.ServingDataPlane.infer`: route
    (production, canary, shadow), batch, predict, count the success and log the payload.
 
-A request refused in steps 1-3 is counted here, once; one refused in step 4 is counted by
+A request refused in steps 1-4 is counted here, once; one refused in step 4 is counted by
 the data plane; one refused by the edge before (no key, a body too large or not parsable)
 is counted by the edge with the same function (:meth:`DataPlane.record_failure`). A
 request that fails validation therefore never reaches a batch.
@@ -75,6 +77,7 @@ async def serve(dataplane: DataPlane, call: Call, decode: Decode) -> InferResult
         metadata = dataplane.model_metadata(call.model, call.version)
         columns, rows = decode(metadata)
         check_outputs(metadata, call.outputs)
+        columns, enrichment = await dataplane.enrich(metadata, columns, rows)
     except VigieError as err:
         dataplane.record_failure(call.protocol.value, call.model, err)
         raise
@@ -89,6 +92,7 @@ async def serve(dataplane: DataPlane, call: Call, decode: Decode) -> InferResult
             parameters=dict(call.parameters),
             protocol=call.protocol,
             caller=call.caller,
+            enrichment=enrichment,
         )
     )
 

@@ -68,6 +68,34 @@ BATCH_ROWS = Histogram(
     ["model", "version"],
     buckets=ROW_BUCKETS,
 )
+FEATURE_LOOKUP = Histogram(
+    "vigie_feature_lookup_seconds",
+    "Time to fill a request's missing inputs from the online feature store.",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+ENRICHED_ROWS = Counter(
+    "vigie_feature_enriched_rows_total",
+    "Rows whose missing inputs the platform filled from the online feature store.",
+    ["model"],
+)
+FEATURE_STALE_ROWS = Counter(
+    "vigie_feature_stale_rows_total",
+    "Rows served with a feature family missing because its newest event was older than the "
+    "family's bound (stream, weather).",
+    ["family"],
+)
+FEATURE_MISSING_VALUES = Counter(
+    "vigie_feature_missing_values_total",
+    "Values the online store could not give (served as missing), by feature.",
+    ["feature"],
+)
+FEATURE_AGE = Histogram(
+    "vigie_feature_age_seconds",
+    "Age of the newest event behind each enriched request's features, by family.",
+    ["family"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 86400),
+)
 BATCH_SPLITS = Counter(
     "vigie_batch_splits_total",
     "Batches whose model call failed and that were split in two and retried, so that only "

@@ -328,10 +328,16 @@ def model_metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
             {"name": t.name, "datatype": t.datatype.value, "shape": list(t.shape)} for t in tensors
         ]
 
-    return {
+    document: dict[str, Any] = {
         "name": metadata.name,
         "versions": list(metadata.versions),
         "platform": metadata.platform,
-        "inputs": spec(metadata.inputs),
+        "inputs": spec((*metadata.inputs, *metadata.request_inputs)),
         "outputs": spec(metadata.outputs),
     }
+    if metadata.enrichable:
+        document["parameters"] = {
+            "optional_inputs": sorted(metadata.enrichable),
+            "request_inputs": [t.name for t in metadata.request_inputs],
+        }
+    return document

@@ -56,6 +56,11 @@ class ModelMetadata:
     platform: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    #: Inputs a request may send that the model does not take (``sched_dep``, ``tailnum``):
+    #: the keys from which the service fills the inputs of ``enrichable``.
+    request_inputs: tuple[TensorSpec, ...] = ()
+    #: Model inputs a request may leave out: the service fills them from its online store.
+    enrichable: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     protocol: Protocol_ = Protocol_.V2_REST
     caller: str | None = None
+    #: What the service filled from its online store (:class:`vigie.features.online.Enrichment`).
+    enrichment: dict[str, Any] | None = None
 
 
 @dataclass
@@ -142,6 +149,13 @@ class DataPlane(Protocol):
 
     def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
         """A model's metadata; raises VigieError MODEL_NOT_FOUND."""
+
+    async def enrich(
+        self, metadata: ModelMetadata, columns: dict[str, npt.NDArray[Any]], rows: int
+    ) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any] | None]:
+        """The model's columns, those a request left out filled from the online store, and
+        what was filled (None when nothing was). Raises VigieError INVALID_INPUT naming
+        what enrichment needs, UNAVAILABLE when the store cannot be read."""
 
     def models(self) -> Mapping[str, tuple[str, ...]]:
         """Loaded model names to their loaded versions."""
