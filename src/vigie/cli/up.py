@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from prometheus_client.parser import text_string_to_metric_families
 
 from vigie.cli.children import START_TIMEOUT_S, replay_command, start_logged, vigie_command
 from vigie.cli.common import guarded, out
@@ -31,6 +32,7 @@ from vigie.cli.common import settings as build_settings
 from vigie.cli.up_loop import RetrainingLoop
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.features.processor import load_reference, open_store
 from vigie.serving.harness import READY_PATH, wait_ready
 
 #: The sidecar counts as caught up when its counters stay put this long.
@@ -52,6 +54,13 @@ def up(
         int, typer.Option("--max-rows", help="Flights per prediction request, at most.")
     ] = 64,
     replay: Annotated[bool, typer.Option(help="Replay traffic (else only serve).")] = True,
+    client_fields: Annotated[
+        str,
+        typer.Option(
+            help="What replayed requests carry: schedule (what an application knows; the "
+            "service fills the rest from its online store) or full (every model input)."
+        ),
+    ] = "schedule",
     retrain: Annotated[
         bool,
         typer.Option(help="Retrain and promote on the sidecar's drift requests (vigie retrain)."),
@@ -75,9 +84,10 @@ def up(
     try:
         live.start(ingest=ingest, retrain=retrain)
         if replay and not live.stopping.is_set():
-            live.replay(first, last, speed, max_rows)
+            live.replay(first, last, speed, max_rows, client_fields)
             live.finish_loop()
             _summary(settings, live.sidecar)
+            enrichment_summary(live.rest)
             if retrain:
                 _loop_summary(settings, live.loop)
         if exit_after:
@@ -117,6 +127,20 @@ class _Live:
         """Service and sidecar (waited for), then the consumer and the retraining loop."""
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        store = open_store(self.settings)
+        try:
+            planes, routes = load_reference(self.settings, store)
+        finally:
+            store.close()
+        processor = start_logged(
+            vigie_command("features", "process"), self.env, logs / "features.log"
+        )
+        self.consumers.append(processor)
+        out.print(
+            f"feature processor started ({planes:,} aircraft and {routes:,} routes in the "
+            "online store)",
+            highlight=False,
+        )
         for command, log in (
             (["serve", "--working-dir", str(self.working_dir)], "serve.log"),
             (["monitor", "serve", "--working-dir", str(self.working_dir)], "monitor.log"),
@@ -127,6 +151,7 @@ class _Live:
             "promote)"
         )
         service, sidecar = self.children
+        self.children.append(processor)
         wait_ready(
             f"{self.rest}{READY_PATH}",
             service,
@@ -150,9 +175,12 @@ class _Live:
         if retrain:
             self.loop_thread.start()
 
-    def replay(self, first: date, last: date, speed: float, max_rows: int) -> None:
+    def replay(
+        self, first: date, last: date, speed: float, max_rows: int, client_fields: str
+    ) -> None:
         """Replay the window in the foreground, then wait for the sidecar to catch up."""
-        code = subprocess.call(replay_command(first, last, speed, max_rows), env=self.env)
+        command = replay_command(first, last, speed, max_rows, "--client-fields", client_fields)
+        code = subprocess.call(command, env=self.env)
         if code != 0:
             out.print(f"[yellow]the replay ended with status {code}[/]")
         _settle(self.sidecar, self.stopping)
@@ -288,3 +316,35 @@ def _loop_summary(settings: Settings, loop: RetrainingLoop) -> None:
         for model in registry.models()
     )
     out.print(f"production now: {serving}", highlight=False)
+
+
+def enrichment_summary(rest: str) -> None:
+    """What the service filled from the online store and how fresh it was, from its own
+    metrics (every worker's, as ``/metrics`` aggregates them)."""
+    try:
+        text = httpx.get(f"{rest}/metrics", timeout=10.0).text
+    except httpx.HTTPError as err:
+        out.print(f"[yellow]cannot read the service's metrics: {err}[/]")
+        return
+    sums: dict[tuple[str, str], float] = {}
+    for metric in text_string_to_metric_families(text):
+        for sample in metric.samples:
+            if sample.name.startswith("vigie_feature_"):
+                key = (sample.name, sample.labels.get("family", ""))
+                sums[key] = sums.get(key, 0.0) + sample.value
+    rows = sums.get(("vigie_feature_enriched_rows_total", ""), 0.0)
+    lookups = sums.get(("vigie_feature_lookup_seconds_count", ""), 0.0)
+    mean_ms = 1000 * sums.get(("vigie_feature_lookup_seconds_sum", ""), 0.0) / max(lookups, 1)
+    ages = []
+    for family in ("stream", "weather"):
+        count = sums.get(("vigie_feature_age_seconds_count", family), 0.0)
+        if count:
+            mean = sums.get(("vigie_feature_age_seconds_sum", family), 0.0) / count / 60
+            stale = sums.get(("vigie_feature_stale_rows_total", family), 0.0)
+            ages.append(f"{family} {mean:.0f} min, {stale:,.0f} rows stale")
+    out.print(
+        f"enrichment: {rows:,.0f} rows filled from the online store in {lookups:,.0f} lookups "
+        f"(mean {mean_ms:.2f} ms); freshness (mean age of the newest event): "
+        + ("; ".join(ages) or "no enriched request"),
+        highlight=False,
+    )
