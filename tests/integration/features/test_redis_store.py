@@ -6,8 +6,8 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-
 from tests.unit.features import store_checks
+
 from vigie.features.redis_store import RedisStore
 
 pytestmark = pytest.mark.integration

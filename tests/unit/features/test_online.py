@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tests.unit.features import store_checks
+
 from vigie.errors import VigieError
 from vigie.features.online import Enricher, calendar, parse_sched_dep
 from vigie.features.store import SqliteStore, us
