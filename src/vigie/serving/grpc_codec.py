@@ -306,7 +306,7 @@ def model_metadata_to_proto(metadata: ModelMetadata) -> pb.ModelMetadataResponse
         name=metadata.name,
         versions=metadata.versions,
         platform=metadata.platform,
-        inputs=[_tensor_metadata(s) for s in (*metadata.inputs, *metadata.request_inputs)],
+        inputs=[_tensor_metadata(s) for s in metadata.inputs],
         outputs=[_tensor_metadata(s) for s in metadata.outputs],
     )
 

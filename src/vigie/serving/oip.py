@@ -332,12 +332,15 @@ def model_metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
         "name": metadata.name,
         "versions": list(metadata.versions),
         "platform": metadata.platform,
-        "inputs": spec((*metadata.inputs, *metadata.request_inputs)),
+        "inputs": spec(metadata.inputs),
         "outputs": spec(metadata.outputs),
     }
     if metadata.enrichable:
+        # vigie's extension: which inputs a request may leave out (the service fills them
+        # from its online store) and the request-only inputs it fills them from; "inputs"
+        # stays the model's own, so a client that sends every listed input is unchanged
         document["parameters"] = {
             "optional_inputs": sorted(metadata.enrichable),
-            "request_inputs": [t.name for t in metadata.request_inputs],
+            "request_inputs": spec(metadata.request_inputs),
         }
     return document

@@ -55,6 +55,15 @@ def _frame(spec: ModelSpec, rows: int = 200) -> pd.DataFrame:
         "origin_arrivals_6h": 80.0,
         "carrier_arr_delay_6h": 3.0,
         "carrier_late_share_6h": 0.2,
+        "origin_dep_delay_1h": 8.0,
+        "origin_dep_delay_3h": 7.0,
+        "origin_dep_delay_6h": 6.0,
+        "origin_departures_1h": 18.0,
+        "carrier_dep_delay_3h": 7.0,
+        "origin_backlog_1h": 3.0,
+        "origin_backlog_3h": 4.0,
+        "dest_arr_delay_3h": 2.0,
+        "dest_late_share_3h": 0.2,
     }
     for name in spec.features:
         data[name] = [categorical[name]] * rows if name in categorical else numeric[name]
