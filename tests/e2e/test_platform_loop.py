@@ -3,13 +3,16 @@
 The same scenario runs twice, parametrised only by the two URLs a user changes:
 
 - ``embedded``: the defaults, a DuckDB file and local segment logs under the home;
-- ``production``: a fresh database on the real PostgreSQL (``VIGIE_WAREHOUSE_URL``) and
-  Redis Streams on the real Redis (``VIGIE_STREAM_URL``).
+- ``production``: a fresh database on the real PostgreSQL (``VIGIE_WAREHOUSE_URL``), Redis
+  Streams and the online feature store on the real Redis (``VIGIE_STREAM_URL``,
+  ``VIGIE_FEATURES_URL``).
 
 In a fresh home it loads January 1-16 2013, trains both models on January 1-10, promotes
 them through the gates, then ``vigie up --exit`` serves, monitors and replays January
-11-14 with retraining allowed: drift requests retrain each model and promote the
-challenger through the live checks against the running service. A last ``vigie ingest``
+11-14 with retraining allowed, its requests carrying only what an application knows of
+its flight (the service fills the rest from its online store, which the feature processor
+builds from the replayed flight and weather events): drift requests retrain each model and
+promote the challenger through the live checks against the running service. A last ``vigie ingest``
 and ``vigie audit verify`` close it. The tests then read what a user would check: the facts
 in the warehouse engine that was configured, the streams in Redis (or the local logs), the
 registry and the warehouse's copy of it, and the audit chain. A change that breaks one SQL
@@ -24,6 +27,7 @@ its live checks whatever its score.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -31,6 +35,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +44,11 @@ import redis
 import yaml
 
 from vigie.config import Settings, load_settings
+from vigie.events.payload_log import read_entries
 from vigie.monitoring.sidecar import Monitor
 from vigie.pipelines.sources import package_data_dir
 from vigie.registry import Registry
+from vigie.replay.source import feature_defs, load_window
 from vigie.serving.harness import free_port
 from vigie.warehouse.connection import connect
 
@@ -138,7 +145,11 @@ def loop_run(
         "monitor_reports": "false",
     }
     if warehouse_url is not None and stream_url is not None:
-        values |= {"warehouse_url": warehouse_url, "stream_url": stream_url}
+        values |= {
+            "warehouse_url": warehouse_url,
+            "stream_url": stream_url,
+            "features_url": stream_url,
+        }
     env = environment(**values) | {"DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
     settings = load_settings(
         home=home,
@@ -146,6 +157,7 @@ def loop_run(
         mode="local",
         warehouse_url=warehouse_url,
         stream_url=stream_url,
+        features_url=stream_url,
         pseudonym_key=None,
         policy_file=None,
         source_dir=None,
@@ -329,3 +341,47 @@ def test_the_audit_chain_records_each_kind_of_step(loop_run: LoopRun) -> None:
     } <= actions
     assert {e["actor"] for e in entries if e["action"] == "pipeline.run"} == {"e2e-operator"}
     assert [e["seq"] for e in entries] == list(range(len(entries)))
+
+
+def test_the_service_filled_each_request_as_the_snapshots_compute_it(loop_run: LoopRun) -> None:
+    """The skew test: every replayed request carried only its flight's schedule; the inputs
+    the service filled from its online store (logged with each prediction) equal, value for
+    value, the ones the training snapshots compute for the same flights."""
+    served: dict[str, dict[int, dict[str, Any]]] = {}
+    for entry in read_entries(loop_run.settings, limit=1_000_000):
+        data = entry.data
+        assert data.get("enrichment") is not None, data["request_id"]
+        assert data["enrichment"]["stale"] == {}
+        rows = served.setdefault(data["model"], {})
+        for i, flight in enumerate(data["row_ids"]):
+            rows[int(flight)] = {name: values[i] for name, values in data["inputs"].items()}
+    assert set(served) == set(MODELS)
+    first, last = (date.fromisoformat(d) for d in REPLAYED)
+    for model, rows in served.items():
+        names = tuple(next(iter(rows.values())))
+        window = load_window(loop_run.settings, first, last, feature_defs({model: names}))
+        assert set(window.flight_key.tolist()) == set(rows)
+        for j, flight in enumerate(window.flight_key.tolist()):
+            for name in names:
+                offline, online = window.features[name][j], rows[flight][name]
+                if isinstance(offline, str) or offline is None:
+                    assert online == offline, (model, flight, name)
+                elif math.isnan(offline):
+                    assert online is None or math.isnan(online), (model, flight, name)
+                else:
+                    assert online == pytest.approx(float(offline), rel=1e-6), (flight, name)
+
+
+def test_the_online_store_is_where_the_configuration_says(loop_run: LoopRun) -> None:
+    sqlite_file = loop_run.home / "features" / "online.sqlite"
+    if loop_run.stream_url is None:
+        assert sqlite_file.stat().st_size > 0
+        return
+    client = redis.Redis.from_url(loop_run.stream_url)
+    try:
+        assert client.exists("vigie:features:planes")
+        assert client.zcard("vigie:features:o:JFK:sched") > 0
+        assert client.xlen("vigie:events:flights") > 0
+    finally:
+        client.close()
+    assert "enrichment:" in loop_run.output("up")
