@@ -25,11 +25,11 @@ it is missing) and 0 for a count. An event at or after ``t`` never enters (stric
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 #: ``*_us`` of an instant that did not happen (no departure, no arrival).
 NONE_US = np.iinfo(np.int64).min
@@ -124,175 +124,180 @@ def empty_facts() -> FlightFacts:
 def compute(facts: FlightFacts, targets: Targets) -> dict[str, npt.NDArray[np.float64]]:
     """Every stream feature of every target at its instant.
 
-    Prefix sums over each group's events sorted by time: two binary searches per target
-    and window, so a year of flights takes about a second.
+    Events are sorted once by (group, instant) into one composite key; each window of each
+    target is then two binary searches and a difference of prefix sums, whatever the number
+    of groups or targets (a year of flights offline, one request's rows online).
 
     Returns:
         Feature name to a float64 column aligned with ``targets``.
     """
-    out: dict[str, npt.NDArray[np.float64]] = {}
+    keys = _Keys(facts, targets)
     arrived = (facts.arr_us != NONE_US) & np.isfinite(facts.arr_delay)
     left = (facts.dep_us != NONE_US) & np.isfinite(facts.dep_delay)
-    arr = _Series(facts.arr_us[arrived], facts.arr_delay[arrived])
-    dep = _Series(facts.dep_us[left], facts.dep_delay[left])
-    origin_t, carrier_t = (targets.origin,), (targets.origin, targets.carrier)
-    origin_arr, carrier_arr = (
-        (facts.origin[arrived],),
-        (
-            facts.origin[arrived],
-            facts.carrier[arrived],
-        ),
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    arr_origin = keys.index(
+        keys.origin[0][arrived], facts.arr_us[arrived], facts.arr_delay[arrived]
     )
-    _means(
-        out,
-        "origin",
-        "arr",
-        arr,
-        event_keys=origin_arr,
-        target_keys=origin_t,
-        at_us=targets.at_us,
-        hours=(3, 6),
+    arr_carrier = keys.index(
+        keys.carrier[0][arrived], facts.arr_us[arrived], facts.arr_delay[arrived]
     )
-    out["origin_arrivals_6h"] = _windows(arr, origin_arr, origin_t, targets.at_us, (6,))[6][0]
-    _means(
-        out,
-        "carrier",
-        "arr",
-        arr,
-        event_keys=carrier_arr,
-        target_keys=carrier_t,
-        at_us=targets.at_us,
-        hours=(6,),
-    )
-    origin_dep, carrier_dep = (facts.origin[left],), (facts.origin[left], facts.carrier[left])
-    _means(
-        out,
-        "origin",
-        "dep",
-        dep,
-        event_keys=origin_dep,
-        target_keys=origin_t,
-        at_us=targets.at_us,
-        hours=(1, 3, 6),
-    )
-    out["origin_departures_1h"] = _windows(dep, origin_dep, origin_t, targets.at_us, (1,))[1][0]
-    _means(
-        out,
-        "carrier",
-        "dep",
-        dep,
-        event_keys=carrier_dep,
-        target_keys=carrier_t,
-        at_us=targets.at_us,
-        hours=(3,),
-    )
-    for hours, count in _backlog(facts, targets, (1, 3)).items():
+    arr_dest = keys.index(keys.dest[0][arrived], facts.arr_us[arrived], facts.arr_delay[arrived])
+    dep_origin = keys.index(keys.origin[0][left], facts.dep_us[left], facts.dep_delay[left])
+    dep_carrier = keys.index(keys.carrier[0][left], facts.dep_us[left], facts.dep_delay[left])
+    at = targets.at_us
+    _means(out, "origin_arr", arr_origin.windows(keys.origin[1], at, (3, 6)), late=True)
+    out["origin_arrivals_6h"] = arr_origin.windows(keys.origin[1], at, (6,))[6][0]
+    _means(out, "carrier_arr", arr_carrier.windows(keys.carrier[1], at, (6,)), late=True)
+    _means(out, "origin_dep", dep_origin.windows(keys.origin[1], at, (1, 3, 6)), late=False)
+    out["origin_departures_1h"] = dep_origin.windows(keys.origin[1], at, (1,))[1][0]
+    _means(out, "carrier_dep", dep_carrier.windows(keys.carrier[1], at, (3,)), late=False)
+    for hours, count in _backlog(facts, keys, at, (1, 3)).items():
         out[f"origin_backlog_{hours}h"] = count
-    dest_arr = (facts.dest[arrived],)
-    _means(
-        out,
-        "dest",
-        "arr",
-        arr,
-        event_keys=dest_arr,
-        target_keys=(targets.dest,),
-        at_us=targets.at_us,
-        hours=(3,),
-    )
+    _means(out, "dest_arr", arr_dest.windows(keys.dest[1], at, (3,)), late=True)
     return {name: out[name] for name in NAMES}
 
 
-@dataclass(frozen=True)
-class _Series:
-    """Events of one kind: when each happened and its delay."""
-
-    at_us: npt.NDArray[np.int64]
-    delay: npt.NDArray[np.float64]
-
-
 _Sums = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+_Codes = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+class _Keys:
+    """Integer codes of the groups (origin, origin and carrier, destination) of the events
+    and of the targets, from one vocabulary, and the span that keeps (group, instant) pairs
+    apart in one int64."""
+
+    def __init__(self, facts: FlightFacts, targets: Targets) -> None:
+        columns = (
+            facts.origin, targets.origin, facts.carrier, targets.carrier, facts.dest, targets.dest,
+        )  # fmt: skip
+        # one vocabulary for every column: pandas hashes the strings in C
+        codes, vocabulary = pd.factorize(np.concatenate(columns), use_na_sentinel=False)
+        ends = np.cumsum([c.shape[0] for c in columns])[:-1]
+        parts = [np.asarray(p, dtype=np.int64) for p in np.split(codes, ends)]
+        origin, carrier, dest = (parts[0], parts[1]), (parts[2], parts[3]), (parts[4], parts[5])
+        size = max(len(vocabulary), 1)
+        self.origin: _Codes = origin
+        self.carrier: _Codes = (origin[0] * size + carrier[0], origin[1] * size + carrier[1])
+        self.dest: _Codes = dest
+        instants = [a[a != NONE_US] for a in (facts.sched_us, facts.dep_us, facts.arr_us)]
+        instants.append(targets.at_us)
+        known = np.concatenate(instants)
+        self.origin_us = int(known.min()) - HORIZON_US if known.size else 0
+        self.span = (int(known.max()) - self.origin_us + 1) if known.size else 1
+        if (size * size + 1) * self.span >= 2**62:
+            raise ValueError("too many groups over too long a time for one composite key")
+
+    def index(
+        self,
+        groups: npt.NDArray[np.int64],
+        at_us: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+    ) -> _Index:
+        """The events of one kind, sorted by group then instant, with prefix sums."""
+        composite = groups * self.span + (at_us - self.origin_us)
+        order = np.argsort(composite, kind="stable")
+        return _Index(self, composite[order], values[order], order)
+
+
+class _Index:
+    """Events sorted by (group, instant) with the prefix sums of their delays."""
+
+    def __init__(
+        self,
+        keys: _Keys,
+        composite: npt.NDArray[np.int64],
+        delay: npt.NDArray[np.float64],
+        order: npt.NDArray[np.intp],
+    ) -> None:
+        self.order = order  # position in the sorted events of each event given
+        self._keys = keys
+        self._composite = composite
+        self._cum_delay = np.concatenate(([0.0], np.cumsum(delay)))
+        self._cum_late = np.concatenate(([0.0], np.cumsum(delay > _LATE_MIN)))
+
+    def bounds(
+        self,
+        groups: npt.NDArray[np.int64],
+        first_us: npt.NDArray[np.int64],
+        end_us: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Positions of each target group's events in ``[first_us, end_us)``."""
+        base = groups * self._keys.span - self._keys.origin_us
+        lo = np.searchsorted(self._composite, base + first_us, side="left")
+        hi = np.searchsorted(self._composite, base + end_us, side="left")
+        return lo, hi
+
+    def windows(
+        self, groups: npt.NDArray[np.int64], at_us: npt.NDArray[np.int64], hours: tuple[int, ...]
+    ) -> dict[int, _Sums]:
+        """Per window ``[t - h, t)``: count, delay sum and late count of each target."""
+        out = {}
+        for h in hours:
+            lo, hi = self.bounds(groups, at_us - h * HOUR_US, at_us)
+            out[h] = (
+                (hi - lo).astype(np.float64),
+                self._cum_delay[hi] - self._cum_delay[lo],
+                self._cum_late[hi] - self._cum_late[lo],
+            )
+        return out
 
 
 def _means(
-    out: dict[str, npt.NDArray[np.float64]],
-    scope: str,
-    kind: str,
-    series: _Series,
-    *,
-    event_keys: tuple[npt.NDArray[np.object_], ...],
-    target_keys: tuple[npt.NDArray[np.object_], ...],
-    at_us: npt.NDArray[np.int64],
-    hours: tuple[int, ...],
+    out: dict[str, npt.NDArray[np.float64]], prefix: str, sums: dict[int, _Sums], *, late: bool
 ) -> None:
-    """Set ``<scope>_<kind>_delay_<h>h`` (and the late share, for arrivals) in ``out``."""
-    for h, (count, total, late) in _windows(series, event_keys, target_keys, at_us, hours).items():
+    """Set ``<prefix>_delay_<h>h`` (and ``<scope>_late_share_<h>h``) from window sums."""
+    scope = prefix.split("_", maxsplit=1)[0]
+    for h, (count, total, late_count) in sums.items():
         has = count > 0
         mean = np.full(count.shape[0], np.nan)
         mean[has] = total[has] / count[has]
-        out[f"{scope}_{kind}_delay_{h}h"] = mean
-        if kind == "arr":
+        out[f"{prefix}_delay_{h}h"] = mean
+        if late:
             share = np.full(count.shape[0], np.nan)
-            share[has] = late[has] / count[has]
+            share[has] = late_count[has] / count[has]
             out[f"{scope}_late_share_{h}h"] = share
 
 
-def _groups(keys: tuple[npt.NDArray[np.object_], ...]) -> dict[tuple[object, ...], list[int]]:
-    groups: dict[tuple[object, ...], list[int]] = {}
-    for i, key in enumerate(zip(*keys, strict=True)):
-        groups.setdefault(key, []).append(i)
-    return groups
-
-
-def _windows(
-    series: _Series,
-    event_keys: tuple[npt.NDArray[np.object_], ...],
-    target_keys: tuple[npt.NDArray[np.object_], ...],
-    at_us: npt.NDArray[np.int64],
-    hours: tuple[int, ...],
-) -> Mapping[int, _Sums]:
-    """Per window: count, delay sum and late count of each target's group."""
-    n = at_us.shape[0]
-    sums = {h: (np.zeros(n), np.zeros(n), np.zeros(n)) for h in hours}
-    groups = _groups(event_keys)
-    for key, rows in _groups(target_keys).items():
-        members = np.asarray(groups.get(key, []), dtype=np.intp)
-        if members.size == 0:
-            continue
-        order = members[np.argsort(series.at_us[members], kind="stable")]
-        times, delay = series.at_us[order], series.delay[order]
-        cum_delay = np.concatenate(([0.0], np.cumsum(delay)))
-        cum_late = np.concatenate(([0.0], np.cumsum(delay > _LATE_MIN)))
-        at = at_us[rows]
-        hi = np.searchsorted(times, at, side="left")
-        for h, (count, total, late) in sums.items():
-            lo = np.searchsorted(times, at - h * HOUR_US, side="left")
-            count[rows] = hi - lo
-            total[rows] = cum_delay[hi] - cum_delay[lo]
-            late[rows] = cum_late[hi] - cum_late[lo]
-    return sums
-
-
 def _backlog(
-    facts: FlightFacts, targets: Targets, hours: tuple[int, ...]
+    facts: FlightFacts, keys: _Keys, at_us: npt.NDArray[np.int64], hours: tuple[int, ...]
 ) -> dict[int, npt.NDArray[np.float64]]:
     """Flights scheduled from the target's origin in ``[t - h, t)``, not gone by ``t``."""
-    out = {h: np.zeros(len(targets)) for h in hours}
     live = ~facts.cancelled
-    groups = _groups((facts.origin[live],))
-    sched_all, dep_all = facts.sched_us[live], facts.dep_us[live]
     # a departure not known (yet) leaves the flight waiting whatever t is
-    dep_all = np.where(dep_all == NONE_US, np.iinfo(np.int64).max, dep_all)
-    for key, rows in _groups((targets.origin,)).items():
-        members = np.asarray(groups.get(key, []), dtype=np.intp)
-        if members.size == 0:
+    gone = np.where(facts.dep_us == NONE_US, np.iinfo(np.int64).max, facts.dep_us)[live]
+    index = keys.index(keys.origin[0][live], facts.sched_us[live], np.zeros(int(live.sum())))
+    gone = gone[index.order]
+    out = {}
+    for h in hours:
+        lo, hi = index.bounds(keys.origin[1], at_us - h * HOUR_US, at_us)
+        out[h] = _count_at_or_after(gone, lo, hi, at_us)
+    return out
+
+
+def _count_at_or_after(
+    values: npt.NDArray[np.int64],
+    lo: npt.NDArray[np.intp],
+    hi: npt.NDArray[np.intp],
+    at_us: npt.NDArray[np.int64],
+    *,
+    chunk: int = 8192,
+) -> npt.NDArray[np.float64]:
+    """For each target ``i``: how many of ``values[lo[i]:hi[i]]`` are ``>= at_us[i]``.
+
+    The slices are short (the flights of a few hours at one airport), so each chunk of
+    targets gathers its slices into one padded block and counts in one pass.
+    """
+    out = np.zeros(lo.shape[0])
+    if values.size == 0:
+        return out
+    for start in range(0, lo.shape[0], chunk):
+        a, b = lo[start : start + chunk], hi[start : start + chunk]
+        width = int((b - a).max(initial=0))
+        if width == 0:
             continue
-        order = members[np.argsort(sched_all[members], kind="stable")]
-        sched, dep = sched_all[order], dep_all[order]
-        at = targets.at_us[rows]
-        hi = np.searchsorted(sched, at, side="left")
-        for h, count in out.items():
-            lo = np.searchsorted(sched, at - h * HOUR_US, side="left")
-            count[rows] = [
-                np.count_nonzero(dep[a:b] >= t) for a, b, t in zip(lo, hi, at, strict=True)
-            ]
+        idx = a[:, None] + np.arange(width)[None, :]
+        inside = idx < b[:, None]
+        picked = values[np.minimum(idx, values.size - 1)]
+        waiting = inside & (picked >= at_us[start : start + chunk, None])
+        out[start : start + chunk] = waiting.sum(axis=1)
     return out
