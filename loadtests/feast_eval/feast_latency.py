@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +47,33 @@ import redis
 ORIGINS = ("JFK", "LGA", "EWR")
 TAILNUMS = tuple(f"N{i}" for i in range(100, 4100))  # 4,000 entities, N123 among them
 ORIGIN_FEATURES = (
-    "origin_dep_delay_1h", "origin_dep_delay_3h", "origin_dep_delay_24h",
-    "origin_arr_delay_1h", "origin_arr_delay_3h", "origin_arr_delay_24h",
-    "origin_backlog_1h", "origin_backlog_3h", "origin_cancel_rate_1h",
-    "origin_cancel_rate_24h", "origin_taxi_out_1h", "origin_taxi_out_24h",
-    "origin_departures_1h", "origin_departures_24h", "origin_diverted_24h",
+    "origin_dep_delay_1h",
+    "origin_dep_delay_3h",
+    "origin_dep_delay_24h",
+    "origin_arr_delay_1h",
+    "origin_arr_delay_3h",
+    "origin_arr_delay_24h",
+    "origin_backlog_1h",
+    "origin_backlog_3h",
+    "origin_cancel_rate_1h",
+    "origin_cancel_rate_24h",
+    "origin_taxi_out_1h",
+    "origin_taxi_out_24h",
+    "origin_departures_1h",
+    "origin_departures_24h",
+    "origin_diverted_24h",
     "origin_late_aircraft_1h",
 )
 WEATHER_FEATURES = (
-    "temp", "dewp", "humid", "wind_dir", "wind_speed",
-    "wind_gust", "precip", "pressure", "visib",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
 )
 TAIL_FEATURES = ("tail_dep_delay_7d", "tail_arr_delay_7d", "tail_flights_7d", "tail_age_years")
 VIEWS = {
@@ -67,7 +84,7 @@ VIEWS = {
 FEATURE_REFS = [f"{view}:{f}" for view, (_, feats) in VIEWS.items() for f in feats]
 DIRECT_PREFIX = "direct"
 
-FEATURE_REPO = '''
+FEATURE_REPO = """
 from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64
@@ -91,7 +108,7 @@ for _name, (_key, _features) in VIEWS.items():
         ),
         online=True,
     )
-'''
+"""
 
 FEATURE_STORE_YAML = """project: feast_eval
 registry: {repo}/data/registry.db
@@ -122,7 +139,9 @@ def build_frames(now: datetime, seed: int) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def write_repo(repo: Path, frames: dict[str, pd.DataFrame], redis_url: tuple[str, int, int]) -> None:
+def write_repo(
+    repo: Path, frames: dict[str, pd.DataFrame], redis_url: tuple[str, int, int]
+) -> None:
     """Write the Parquet files, the feature definitions and feature_store.yaml."""
     data_dir = repo / "data"
     data_dir.mkdir(parents=True)
@@ -186,8 +205,9 @@ def summarize(lat_ns: Sequence[int]) -> dict[str, float]:
     return {"n": int(a.size), "p50": p50, "p90": p90, "p99": p99, "mean": a.mean(), "max": a.max()}
 
 
-def sequential(fn: Callable[[list[dict[str, str]]], Any], batch: int, calls: int, warmup: int,
-               seed: int) -> dict[str, float]:
+def sequential(
+    fn: Callable[[list[dict[str, str]]], Any], batch: int, calls: int, warmup: int, seed: int
+) -> dict[str, float]:
     """Time ``calls`` sequential calls of ``fn`` after ``warmup`` untimed ones."""
     rng = random.Random(seed)
     work = [entity_rows(rng, batch) for _ in range(calls + warmup)]
@@ -202,8 +222,9 @@ def sequential(fn: Callable[[list[dict[str, str]]], Any], batch: int, calls: int
     return summarize(lat)
 
 
-def concurrent(fn: Callable[[list[dict[str, str]]], Any], threads: int, seconds: float,
-               seed: int) -> dict[str, float]:
+def concurrent(
+    fn: Callable[[list[dict[str, str]]], Any], threads: int, seconds: float, seed: int
+) -> dict[str, float]:
     """``threads`` threads call ``fn`` (single row) in a loop for ``seconds``."""
     results: list[list[int]] = [[] for _ in range(threads)]
     errors: list[BaseException] = []
@@ -269,6 +290,7 @@ def check_same_values(store: Any, client: redis.Redis) -> None:
 
 def run_round(store: Any, client: redis.Redis, args: argparse.Namespace, r: int) -> dict:
     """One interleaved round of every measurement."""
+
     def feast_fn(rows: list[dict[str, str]]) -> dict:
         return store.get_online_features(features=FEATURE_REFS, entity_rows=rows).to_dict()
 
@@ -277,8 +299,10 @@ def run_round(store: Any, client: redis.Redis, args: argparse.Namespace, r: int)
 
     out: dict[str, Any] = {"loadavg_start": os.getloadavg()}
     seed = 1000 * r
-    for label, batch, calls, warm in (("single", 1, args.calls, args.warmup),
-                                      ("batch64", 64, args.batch_calls, args.batch_warmup)):
+    for label, batch, calls, warm in (
+        ("single", 1, args.calls, args.warmup),
+        ("batch64", 64, args.batch_calls, args.batch_warmup),
+    ):
         out[f"feast_{label}"] = sequential(feast_fn, batch, calls, warm, seed)
         out[f"direct_{label}"] = sequential(direct_fn, batch, calls, warm, seed)
     out["ping"] = ping_floor(client)
@@ -296,14 +320,18 @@ def print_round(r: int, res: dict) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for case in ("feast_single", "direct_single", "feast_batch64", "direct_batch64", "ping"):
         s = res[case]
-        print(f"| {case} | {s['n']} | {s['p50']:.3f} | {s['p90']:.3f} | {s['p99']:.3f} "
-              f"| {s['mean']:.3f} | {s['max']:.3f} |")
+        print(
+            f"| {case} | {s['n']} | {s['p50']:.3f} | {s['p90']:.3f} | {s['p99']:.3f} "
+            f"| {s['mean']:.3f} | {s['max']:.3f} |"
+        )
     print("\n| 32 threads, single row | calls | req/s | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for case in ("feast_conc32", "direct_conc32"):
         s = res[case]
-        print(f"| {case} | {s['n']} | {s['throughput_rps']:.0f} | {s['p50']:.3f} "
-              f"| {s['p99']:.3f} | {s['max']:.3f} |")
+        print(
+            f"| {case} | {s['n']} | {s['throughput_rps']:.0f} | {s['p50']:.3f} "
+            f"| {s['p99']:.3f} | {s['max']:.3f} |"
+        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -326,23 +354,27 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Set up the repo, apply, materialize, measure, clean up."""
     args = parse_args()
-    import feast  # imported late so --help works without the heavy import
+    import feast  # noqa: PLC0415 - late, so --help works without the 2 s import
 
     client = redis.Redis(host=args.redis_host, port=args.redis_port, db=args.redis_db)
     client.flushdb()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     frames = build_frames(now, seed=7)
     report: dict[str, Any] = {
-        "feast_version": feast.__version__, "redis_py": redis.__version__,
-        "python": platform.python_version(), "cpus": os.cpu_count(),
-        "redis_server": client.info("server")["redis_version"], "rounds": [],
+        "feast_version": feast.__version__,
+        "redis_py": redis.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "redis_server": client.info("server")["redis_version"],
+        "rounds": [],
     }
     try:
         with tempfile.TemporaryDirectory(prefix="feast_eval_") as tmp:
             repo = Path(tmp)
             write_repo(repo, frames, (args.redis_host, args.redis_port, args.redis_db))
             report["feast_apply_s"] = timed_cli(repo, "apply")
-            start, end = (now - timedelta(days=4)).isoformat(), (now + timedelta(minutes=1)).isoformat()
+            start = (now - timedelta(days=4)).isoformat()
+            end = (now + timedelta(minutes=1)).isoformat()
             report["feast_materialize_s"] = timed_cli(repo, "materialize", start, end)
             t0 = time.perf_counter()
             store = feast.FeatureStore(repo_path=str(repo))
@@ -350,11 +382,15 @@ def main() -> None:
             load_direct(client, frames)
             report["redis_keys_db"] = client.dbsize()
             check_same_values(store, client)
-            print(f"feast {report['feast_version']}, redis-py {report['redis_py']}, "
-                  f"redis-server {report['redis_server']}, python {report['python']}, "
-                  f"cpus {report['cpus']}")
-            print(f"feast apply {report['feast_apply_s']:.2f}s, feast materialize "
-                  f"{report['feast_materialize_s']:.2f}s (CLI wall time, incl. interpreter start)")
+            print(
+                f"feast {report['feast_version']}, redis-py {report['redis_py']}, "
+                f"redis-server {report['redis_server']}, python {report['python']}, "
+                f"cpus {report['cpus']}"
+            )
+            print(
+                f"feast apply {report['feast_apply_s']:.2f}s, feast materialize "
+                f"{report['feast_materialize_s']:.2f}s (CLI wall time, incl. interpreter start)"
+            )
             for r in range(1, args.rounds + 1):
                 res = run_round(store, client, args, r)
                 report["rounds"].append(res)

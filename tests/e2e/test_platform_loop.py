@@ -352,6 +352,8 @@ def test_the_service_filled_each_request_as_the_snapshots_compute_it(loop_run: L
     served: dict[str, dict[int, dict[str, Any]]] = {}
     for entry in read_entries(loop_run.settings, limit=1_000_000):
         data = entry.data
+        if not data["request_id"].startswith("replay-"):
+            continue  # the promotions' live checks send full rows
         assert data.get("enrichment") is not None, data["request_id"]
         assert data["enrichment"]["stale"] == {}
         rows = served.setdefault(data["model"], {})

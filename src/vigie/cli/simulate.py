@@ -21,13 +21,14 @@ from typing import Annotated, Any
 
 import typer
 
-from vigie.cli.children import START_TIMEOUT_S, replay_command, vigie_command
+from vigie.cli.children import START_TIMEOUT_S, replay_command, start_logged, vigie_command
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.events.outcomes import read_outcomes
 from vigie.events.payload_log import read_entries
+from vigie.features.processor import load_reference, open_store
 from vigie.retraining.live_checks import HttpLiveChecker, LiveChecker
 from vigie.retraining.simulation import (
     LATE_MINUTES,
@@ -68,6 +69,13 @@ def simulate(
         int | None, typer.Option(help="Replay only the first DAYS days of each month (a check).")
     ] = None,
     max_rows: Annotated[int, typer.Option("--max-rows", help="Flights per request.")] = 256,
+    client_fields: Annotated[
+        str,
+        typer.Option(
+            help="What the replayed requests carry: schedule (the service fills the rest from "
+            "its online store, fed by the feature processor) or full (every model input)."
+        ),
+    ] = "schedule",
     docs: Annotated[Path, typer.Option(help="Where closed-loop.md/.png are written.")] = Path(
         "docs"
     ),
@@ -87,7 +95,7 @@ def simulate(
     signal.signal(signal.SIGTERM, _interrupt)  # stop the service child too
     start = start_version(settings, options, say)
     say(f"start version {start[0]}: {start[1]}")
-    loop = _ServiceLoop(settings, model, speed, max_rows, working_dir)
+    loop = _ServiceLoop(settings, model, speed, max_rows, working_dir, client_fields)
     try:
         loop.start()
         say(f"service ready at {loop.url}")
@@ -111,12 +119,20 @@ class _ServiceLoop:
     """The transport side of the loop: service child, replay, logs, sidecar core."""
 
     def __init__(
-        self, settings: Settings, model: str, speed: float, max_rows: int, working_dir: Path
+        self,
+        settings: Settings,
+        model: str,
+        speed: float,
+        max_rows: int,
+        working_dir: Path,
+        client_fields: str = "schedule",
     ) -> None:
         from vigie.monitoring.sidecar import Monitor  # noqa: PLC0415 (Evidently-heavy import)
 
         self.settings, self.model = settings, model
         self.speed, self.max_rows, self.working_dir = speed, max_rows, working_dir
+        self.client_fields = client_fields
+        self.processor: subprocess.Popen[bytes] | None = None
         self.ports = free_port(), free_port()
         self.url = f"http://{settings.host}:{self.ports[0]}"
         self.env = {
@@ -135,7 +151,19 @@ class _ServiceLoop:
         self._requests = len(self.monitor.retraining_requests)
 
     def start(self) -> None:
-        """Start ``vigie serve`` in its own session and wait until it is ready."""
+        """Start the feature processor (schedule-only requests) and ``vigie serve`` in its own
+        session, and wait until the service is ready."""
+        if self.client_fields == "schedule":
+            store = open_store(self.settings)
+            try:
+                load_reference(self.settings, store)
+            finally:
+                store.close()
+            self.processor = start_logged(
+                vigie_command("features", "process"),
+                self.env,
+                self.settings.home / "logs" / "simulate-features.log",
+            )
         self.service = ServiceProcess.start(
             self.settings,
             self.settings.home / "logs" / "simulate-serve.log",
@@ -154,12 +182,28 @@ class _ServiceLoop:
         self.monitor.stop()
         if self.service is not None:
             self.service.stop()
+        if self.processor is not None:
+            self.processor.send_signal(signal.SIGTERM)
+            try:
+                self.processor.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.processor.kill()
 
     def replay(self, first: date, last: date) -> None:
         """Replay ``first``..``last`` (what the log held before, e.g. checks, is skipped)."""
         self._payload_after = _settle(self._entries, self._payload_after)[1]
         command = replay_command(
-            first, last, self.speed, self.max_rows, "--model", self.model, "--url", self.url
+            first,
+            last,
+            self.speed,
+            self.max_rows,
+            "--model",
+            self.model,
+            "--url",
+            self.url,
+            "--client-fields",
+            self.client_fields,
+            "--events" if self.client_fields == "schedule" else "--no-events",
         )
         with (self.settings.home / "logs" / "simulate-replay.log").open("ab") as log:
             code = subprocess.call(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -792,7 +793,15 @@ def _evidence(result: Mapping[str, Any]) -> dict[str, Any]:
 def _top_features(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every drifted feature of the window, the farthest past its threshold first."""
     drifted = [f for f in result["drift"]["features"] if f["drifted"]]
-    drifted.sort(key=lambda f: abs(f["score"] - f["threshold"]), reverse=True)
+    # a feature with no value at all in the window has no score: it is the most striking
+    drifted.sort(
+        key=lambda f: (
+            math.inf
+            if f["score"] is None or f["threshold"] is None
+            else abs(f["score"] - f["threshold"])
+        ),
+        reverse=True,
+    )
     return [{k: f[k] for k in ("name", "stattest", "score", "threshold")} for f in drifted]
 
 

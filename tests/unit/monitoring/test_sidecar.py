@@ -267,3 +267,22 @@ def test_a_feature_missing_from_every_row_is_reported_not_fatal(settings: Settin
     assert temp["score"] is None and temp["drifted"]
     assert result["missing_features"] == {"temp": 500}
     assert "vigie_drift_feature_score" in monitor.metrics.render().decode()
+
+
+def test_a_feature_with_no_value_in_the_window_leads_the_retraining_evidence() -> None:
+    from vigie.monitoring.sidecar import _top_features  # noqa: PLC0415
+
+    def feature(name: str, score: float | None, threshold: float | None) -> dict[str, object]:
+        return {"name": name, "stattest": "wasserstein", "score": score, "threshold": threshold,
+                "drifted": True}  # fmt: skip
+
+    result = {
+        "drift": {
+            "features": [
+                feature("temp", 0.3, 0.1),
+                feature("seats", None, None),  # no value at all: scored NaN, shown as None
+                feature("dewp", 0.15, 0.1),
+            ]
+        }
+    }
+    assert [f["name"] for f in _top_features(result)] == ["seats", "temp", "dewp"]
