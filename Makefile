@@ -74,11 +74,13 @@ integration: setup
 
 ## bench: pipeline against its bulk-load floor; training time; ONNX Runtime against torch eager;
 ## serving (gRPC, OIP REST, /predict) against in-process ONNX Runtime and a plain FastAPI server;
+## schedule-only requests (enriched from the online store) beside fully populated ones;
 ## the drift sidecar's statistics against Evidently's full computation.
 bench: setup
 	$(BIN)/python loadtests/bench_pipeline.py
 	$(BIN)/python loadtests/bench_models.py
 	$(BIN)/python loadtests/bench_serving.py
+	$(BIN)/python loadtests/bench_features.py
 	$(BIN)/python loadtests/bench_drift.py
 
 clean:
