@@ -186,9 +186,35 @@ def window_summary(result: Mapping[str, Any], base: str) -> dict[str, Any]:
         "quality": quality,
         "quality_status": quality["status"] if quality else badge("neutral", "clock", "No labels"),
         "consecutive_drift": count(result.get("consecutive_drift")),
+        "freshness": freshness_view(result.get("features"), result.get("rows")),
         "retraining": result.get("retraining_requested") is True,
         "report_html": _report_link(url, result.get("report_html")),
         "report_json": _report_link(url, result.get("report_json")),
+    }
+
+
+def freshness_view(features: object, rows: object) -> dict[str, Any] | None:
+    """How many rows the service enriched from its online store, and how fresh: the oldest
+    source age per family (minutes) and the rows served stale; None when none enriched."""
+    found = as_mapping(features)
+    enriched = found.get("enriched_rows")
+    if not isinstance(enriched, int) or enriched <= 0:
+        return None
+    ages = as_mapping(found.get("max_age_s"))
+    stale = as_mapping(found.get("stale_rows"))
+    families = sorted(set(ages) | set(stale))
+    return {
+        "enriched": count(enriched),
+        "share": percent(enriched / rows) if isinstance(rows, int) and rows > 0 else None,
+        "families": [
+            {
+                "name": str(name),
+                "max_age_min": f"{(as_float(ages.get(name)) or 0.0) / 60.0:.0f}",
+                "stale": count(stale.get(name, 0)),
+            }
+            for name in families
+        ],
+        "stale_rows": sum(v for v in stale.values() if isinstance(v, int)),
     }
 
 

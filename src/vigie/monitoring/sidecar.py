@@ -309,6 +309,7 @@ class Monitor:
                 time=moment,
                 offset=entry.offset,
             )
+            window.note_enrichment(data.get("enrichment"), stop - start)
             start = stop
             if window.rows >= self.settings.monitor_window_rows:
                 self._close(state, "count")
@@ -453,6 +454,7 @@ class Monitor:
             "analysed_at": _now_iso(),
             "rows": window.rows,
             "reference_rows": state.reference.profile.rows,
+            "features": window.freshness(),
             "drift": drift_dict,
             "prediction": {
                 "mean": float(finite.mean()) if len(finite) else None,

@@ -54,6 +54,9 @@ class Window:
     closed_by: str | None = None
     labelled_rows: int = 0
     missing_features: Counter[str] = field(default_factory=Counter)
+    enriched_rows: int = 0
+    stale_rows: Counter[str] = field(default_factory=Counter)
+    max_age_s: dict[str, float] = field(default_factory=dict)
     stats: WindowStats = field(init=False)
     prediction_stats: WindowStats = field(init=False)
     _pending: dict[str, list[Any]] = field(init=False)
@@ -110,6 +113,29 @@ class Window:
         self.last_offset = offset
         if self._pending_rows >= _FLUSH_ROWS:
             self.flush()
+
+    def note_enrichment(self, record: object, rows: int) -> None:
+        """Count ``rows`` of an entry whose inputs the service filled from its online store
+        (the entry's ``enrichment`` record; None or malformed: not enriched)."""
+        if not isinstance(record, dict) or not record.get("filled"):
+            return
+        self.enriched_rows += rows
+        stale = record.get("stale")
+        for family, count in stale.items() if isinstance(stale, dict) else ():
+            if isinstance(count, int):
+                self.stale_rows[str(family)] += min(count, rows)
+        ages = record.get("age_s")
+        for family, age in ages.items() if isinstance(ages, dict) else ():
+            if isinstance(age, int | float):
+                self.max_age_s[str(family)] = max(self.max_age_s.get(str(family), 0.0), age)
+
+    def freshness(self) -> dict[str, Any]:
+        """What the window's rows got from the online store, for its result."""
+        return {
+            "enriched_rows": self.enriched_rows,
+            "stale_rows": dict(self.stale_rows),
+            "max_age_s": {k: round(v, 3) for k, v in self.max_age_s.items()},
+        }
 
     def flush(self) -> None:
         """Fold the gathered rows into the statistics, the label keys and the sample."""

@@ -286,3 +286,30 @@ def test_a_feature_with_no_value_in_the_window_leads_the_retraining_evidence() -
         }
     }
     assert [f["name"] for f in _top_features(result)] == ["seats", "temp", "dewp"]
+
+
+def test_windows_count_the_rows_the_service_enriched_and_how_fresh() -> None:
+    from vigie.monitoring.page_views import freshness_view  # noqa: PLC0415
+    from vigie.monitoring.windows import Window  # noqa: PLC0415
+
+    window = Window.__new__(Window)  # only the enrichment counters are exercised
+    window.enriched_rows, window.max_age_s = 0, {}
+    window.stale_rows = __import__("collections").Counter()
+    window.note_enrichment(None, 5)  # a full request: not enriched
+    window.note_enrichment({"filled": ["temp"], "stale": {}, "age_s": {"weather": 600}}, 10)
+    window.note_enrichment(
+        {"filled": ["temp"], "stale": {"stream": 3}, "age_s": {"stream": 9000, "weather": 300}}, 4
+    )
+    assert window.freshness() == {
+        "enriched_rows": 14,
+        "stale_rows": {"stream": 3},
+        "max_age_s": {"weather": 600, "stream": 9000},
+    }
+    view = freshness_view(window.freshness(), 19)
+    assert view is not None
+    assert view["stale_rows"] == 3
+    assert {f["name"]: f["max_age_min"] for f in view["families"]} == {
+        "stream": "150",
+        "weather": "10",
+    }
+    assert freshness_view({"enriched_rows": 0}, 10) is None
