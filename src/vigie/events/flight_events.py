@@ -68,6 +68,8 @@ class FlightScheduled(_EventBase):
     Attributes:
         tailnum: The plane's pseudonym, when known.
         distance: Miles between the airports, when known.
+        flight_number: The carrier's flight number, when known (with the carrier, origin
+            and scheduled departure it names the flight as an application knows it).
     """
 
     kind: ClassVar[str] = "flight.scheduled"
@@ -80,6 +82,7 @@ class FlightScheduled(_EventBase):
     sched_dep: datetime
     tailnum: str | None
     distance: float | None
+    flight_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,11 @@ def decode(data: bytes | str) -> Event:
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None or not isinstance(kind, str):
         raise PoisonEvent(f"unknown kind {kind!r}; known: {sorted(EVENT_TYPES)}")
-    values = {f.name: _field(record, kind, f.name, str(f.type)) for f in dataclasses.fields(cls)}
+    values = {
+        f.name: _field(record, kind, f.name, str(f.type))
+        for f in dataclasses.fields(cls)
+        if f.name in record or f.default is dataclasses.MISSING  # a newer optional field
+    }
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:

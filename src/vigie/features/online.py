@@ -19,6 +19,7 @@ not pass hours-old delays off as current.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,12 +32,15 @@ import numpy.typing as npt
 from vigie.errors import ErrorCode, VigieError
 from vigie.features import history
 from vigie.features.history import HOUR_US, Targets
-from vigie.features.store import PLANE, WEATHER, Found, Lookup, OnlineStore, us
+from vigie.features.store import PLANE, WEATHER, Found, Lookup, OnlineStore, PlanKey, us
 
 #: Request inputs that are not model inputs: what an application knows of its flight.
 SCHED_DEP = "sched_dep"
 TAILNUM = "tailnum"
-REQUEST_INPUTS = (SCHED_DEP, TAILNUM)
+FLIGHT = "flight"
+REQUEST_INPUTS = (SCHED_DEP, TAILNUM, FLIGHT)
+#: The request inputs that are numbers (the others are strings).
+NUMERIC_REQUEST_INPUTS = frozenset({FLIGHT})
 
 #: What enrichment needs the caller to send.
 KEYS = ("carrier", "origin", "dest", SCHED_DEP)
@@ -193,6 +197,7 @@ class _Request:
     sched_us: npt.NDArray[np.int64]
     tail: list[str | None]
     distance: npt.NDArray[np.float32] | None
+    flight: list[int]
 
     @classmethod
     def of(
@@ -209,13 +214,19 @@ class _Request:
             sched_us=parse_sched_dep(columns[SCHED_DEP]),
             tail=tail,
             distance=columns.get("distance"),
+            flight=_flight_numbers(columns.get(FLIGHT), rows),
         )
 
     def hours(self) -> list[int]:
         return [int(v) - int(v) % HOUR_US for v in self.sched_us.tolist()]
 
-    def plan_keys(self) -> list[tuple[str, str, str, int]]:
-        return list(zip(self.carrier, self.origin, self.dest, self.sched_us.tolist(), strict=True))
+    def plan_keys(self) -> list[PlanKey]:
+        return list(
+            zip(
+                self.carrier, self.origin, self.dest, self.sched_us.tolist(), self.flight,
+                strict=True,
+            )
+        )  # fmt: skip
 
     def lookup(self, lacking: list[str]) -> Lookup:
         streams = any(name in history.NAMES for name in lacking)
@@ -296,6 +307,32 @@ class _Request:
             name: np.where(stale, np.nan, column).astype(np.float32)
             for name, column in values.items()
         }
+
+
+def _flight_numbers(values: npt.NDArray[Any] | None, rows: int) -> list[int]:
+    """The flight numbers sent (-1 where none: NaN, or no ``flight`` input).
+
+    Raises:
+        VigieError: INVALID_INPUT naming ``flight`` and the row of a value that is not a
+            whole, non-negative number.
+    """
+    if values is None:
+        return [-1] * rows
+    out = []
+    for row, value in enumerate(np.asarray(values, dtype=np.float64).tolist()):
+        if math.isnan(value):
+            out.append(-1)
+        elif value < 0 or value != int(value):
+            raise VigieError(
+                ErrorCode.INVALID_INPUT,
+                f"input {FLIGHT!r}: row {row} is {value!r}, not a flight number (a whole "
+                "number from 0)",
+                input=FLIGHT,
+                row=row,
+            )
+        else:
+            out.append(int(value))
+    return out
 
 
 def _pseudonym(value: Any, pseudonymize: Callable[[str], str]) -> str | None:

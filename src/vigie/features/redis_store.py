@@ -5,7 +5,8 @@ Layout, under one key prefix, so a lookup is one pipelined round trip whatever i
 * ``o:<origin>:sched``, ``o:<origin>:dep``, ``o:<origin>:arr`` and ``d:<dest>:arr``: sorted
   sets of one member per flight event, scored by the event's instant (scheduled
   departure, actual departure, actual arrival), the member carrying the facts the event
-  told (``key|carrier|origin|dest|sched|value|tail|distance``);
+  told (``key|carrier|origin|dest|sched|value``, and ``|tail|distance|flight number`` for a
+  schedule);
 * ``o:<origin>:cancel``: cancelled flights, scored by their scheduled departure;
 * ``w:<origin>``: one member per observed hour, scored by the hour;
 * ``planes`` and ``routes``: hashes of the aircraft by pseudonymised tail number and of
@@ -18,7 +19,8 @@ processor can be at-least-once and take events in any order.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -37,6 +39,7 @@ from vigie.features.store import (
     Found,
     Lookup,
     Plane,
+    PlanKey,
     facts_from_rows,
     us,
 )
@@ -52,10 +55,10 @@ def _text(value: object) -> str:
 
 def _member(event: Event, value: object = None) -> str:
     assert not isinstance(event, WeatherObserved)
-    tail = event.tailnum if isinstance(event, FlightScheduled) else None
-    distance = event.distance if isinstance(event, FlightScheduled) else None
+    scheduled = event if isinstance(event, FlightScheduled) else None
+    extra = (scheduled.tailnum, scheduled.distance, scheduled.flight_number) if scheduled else ()
     parts = (event.flight_key, event.carrier, event.origin, event.dest, us(event.sched_dep))
-    return "|".join(map(_text, (*parts, value, tail, distance)))
+    return "|".join(map(_text, (*parts, value, *extra)))
 
 
 class RedisStore:
@@ -118,47 +121,24 @@ class RedisStore:
     def lookup(self, query: Lookup) -> Found:
         """Everything ``query`` needs, in one pipelined round trip."""
         p, lo, hi = self._p, query.first_us - LOOKBACK_US, query.last_us
-        origins, dests = sorted(query.origins), sorted(query.dests)
-        weather, tails = sorted(query.weather), sorted(query.tails)
-        routes = sorted(query.routes)
+        asked = _Asked.of(query)
         pipe = self._client.pipeline(transaction=False)
-        for origin in origins:
+        for origin, sched in asked.plans:  # a request's own schedule: aircraft, distance
+            pipe.zrangebyscore(f"{p}o:{origin}:sched", sched, sched)
+        for origin in asked.origins:
             pipe.zrangebyscore(f"{p}o:{origin}:sched", lo, hi)  # hi inclusive: own schedule
             pipe.zrangebyscore(f"{p}o:{origin}:cancel", lo, hi)
             pipe.zrangebyscore(f"{p}o:{origin}:dep", lo, f"({hi}", withscores=True)
             pipe.zrangebyscore(f"{p}o:{origin}:arr", lo, f"({hi}", withscores=True)
-        for dest in dests:
+        for dest in asked.dests:
             pipe.zrangebyscore(f"{p}d:{dest}:arr", lo, f"({hi}", withscores=True)
-        for origin, hour in weather:
+        for origin, hour in asked.weather:
             pipe.zrangebyscore(f"{p}w:{origin}", hour, hour)
-        pipe.hmget(f"{p}planes", tails or ["-"])
-        pipe.hmget(f"{p}routes", [f"{o}|{d}" for o, d in routes] or ["-"])
+        pipe.hmget(f"{p}planes", asked.tails or ["-"])
+        pipe.hmget(f"{p}routes", [f"{o}|{d}" for o, d in asked.routes] or ["-"])
         pipe.zscore(f"{p}watermark", _WATERMARK_MEMBER)
-        replies = iter(pipe.execute())
-        found = Found()
-        flights = _Flights()
-        for _ in origins:
-            flights.scheduled(next(replies))
-            flights.cancelled(next(replies))
-            flights.departed(next(replies))
-            flights.arrived(next(replies))
-        for _ in dests:
-            flights.arrived(next(replies))
-        found.facts = facts_from_rows(flights.rows())
-        for key in weather:
-            members = next(replies)
-            if members:
-                found.weather[key] = tuple(json.loads(members[0])[1:])
-        for tail, raw in zip(tails, next(replies), strict=False):
-            if raw is not None:
-                found.planes[tail] = tuple(json.loads(raw))
-        for pair, raw in zip(routes, next(replies), strict=False):
-            if raw is not None:
-                found.routes[pair] = float(raw)
-        score = next(replies)
-        found.watermark_us = None if score is None else int(score)
-        found.schedules = flights.schedules(query.schedules)
-        self._planes_of_schedules(found, set(tails))
+        found = asked.read(iter(pipe.execute()), query)
+        self._planes_of_schedules(found, set(asked.tails))
         return found
 
     def _planes_of_schedules(self, found: Found, asked: set[str]) -> None:
@@ -194,12 +174,64 @@ class RedisStore:
         self._client.close()
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """A lookup's questions in the order they are pipelined, and how to read the replies."""
+
+    plans: list[tuple[str, int]]
+    origins: list[str]
+    dests: list[str]
+    weather: list[tuple[str, int]]
+    tails: list[str]
+    routes: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, query: Lookup) -> _Asked:
+        return cls(
+            # the origins asked for their windows return every schedule of the range
+            plans=sorted({(k[1], k[3]) for k in query.schedules if k[1] not in query.origins}),
+            origins=sorted(query.origins),
+            dests=sorted(query.dests),
+            weather=sorted(query.weather),
+            tails=sorted(query.tails),
+            routes=sorted(query.routes),
+        )
+
+    def read(self, replies: Iterator[Any], query: Lookup) -> Found:
+        """The :class:`Found` of the replies, in the order they were asked."""
+        found, flights = Found(), _Flights()
+        for _ in self.plans:
+            flights.planned(next(replies))
+        for _ in self.origins:
+            flights.scheduled(next(replies))
+            flights.cancelled(next(replies))
+            flights.departed(next(replies))
+            flights.arrived(next(replies))
+        for _ in self.dests:
+            flights.arrived(next(replies))
+        found.facts = facts_from_rows(flights.rows())
+        for key in self.weather:
+            members = next(replies)
+            if members:
+                found.weather[key] = tuple(json.loads(members[0])[1:])
+        for tail, raw in zip(self.tails, next(replies), strict=False):
+            if raw is not None:
+                found.planes[tail] = tuple(json.loads(raw))
+        for pair, raw in zip(self.routes, next(replies), strict=False):
+            if raw is not None:
+                found.routes[pair] = float(raw)
+        score = next(replies)
+        found.watermark_us = None if score is None else int(score)
+        found.schedules = flights.schedules(query.schedules)
+        return found
+
+
 class _Flights:
     """Members of the sorted sets merged into one fact row per flight."""
 
     def __init__(self) -> None:
         self._rows: dict[int, list[Any]] = {}
-        self._plans: dict[tuple[str, str, str, int], tuple[int, str | None, float | None]] = {}
+        self._plans: dict[PlanKey, tuple[int, str | None, float | None]] = {}
 
     def _row(self, member: bytes | str) -> tuple[list[Any], list[str]]:
         parts = (member.decode() if isinstance(member, bytes) else member).split("|")
@@ -212,12 +244,20 @@ class _Flights:
         return row, parts
 
     def scheduled(self, members: list[bytes]) -> None:
+        self.planned(members)
         for member in members:
-            row, parts = self._row(member)
-            plan = (row[0], parts[6] or None, float(parts[7]) if parts[7] else None)
-            key = (str(row[3]), str(row[1]), str(row[2]), int(row[4]))
-            if key not in self._plans or plan[0] < self._plans[key][0]:
-                self._plans[key] = plan
+            self._row(member)
+
+    def planned(self, members: list[bytes]) -> None:
+        """Schedules, by (carrier, origin, dest, sched, flight number or -1)."""
+        for member in members:
+            parts = (member.decode() if isinstance(member, bytes) else member).split("|")
+            key, number = int(parts[0]), int(parts[8]) if len(parts) > 8 and parts[8] else -1
+            plan = (key, parts[6] or None, float(parts[7]) if parts[7] else None)
+            head = (parts[1], parts[2], parts[3], int(parts[4]))
+            for name in ((*head, -1), (*head, number)):
+                if name not in self._plans or plan[0] < self._plans[name][0]:
+                    self._plans[name] = plan
 
     def cancelled(self, members: list[bytes]) -> None:
         for member in members:
@@ -236,7 +276,5 @@ class _Flights:
     def rows(self) -> list[list[Any]]:
         return list(self._rows.values())
 
-    def schedules(
-        self, keys: frozenset[tuple[str, str, str, int]]
-    ) -> dict[tuple[str, str, str, int], tuple[str | None, float | None]]:
+    def schedules(self, keys: frozenset[PlanKey]) -> dict[PlanKey, tuple[str | None, float | None]]:
         return {k: self._plans[k][1:] for k in keys if k in self._plans}

@@ -53,6 +53,11 @@ def us(value: Any) -> int:
     return int(value.timestamp() * 1_000_000)
 
 
+#: A flight as a request names it: carrier, origin, dest, scheduled departure (UTC
+#: microseconds) and flight number (-1 when the request did not send it).
+PlanKey = tuple[str, str, str, int, int]
+
+
 @dataclass(frozen=True)
 class Lookup:
     """What one request needs from the store, for all its rows at once.
@@ -64,8 +69,8 @@ class Lookup:
         last_us: Latest instant asked.
         weather: (origin, hour) keys of the weather wanted.
         tails: Pseudonymised tail numbers of the aircraft wanted.
-        schedules: (carrier, origin, dest, scheduled departure) of rows whose aircraft or
-            distance the caller did not send.
+        schedules: (carrier, origin, dest, scheduled departure, flight number or -1) of
+            rows whose aircraft or distance the caller did not send.
         routes: (origin, dest) pairs whose distance is wanted.
     """
 
@@ -75,7 +80,7 @@ class Lookup:
     last_us: int = 0
     weather: frozenset[tuple[str, int]] = frozenset()
     tails: frozenset[str] = frozenset()
-    schedules: frozenset[tuple[str, str, str, int]] = frozenset()
+    schedules: frozenset[PlanKey] = frozenset()
     routes: frozenset[tuple[str, str]] = frozenset()
 
 
@@ -86,9 +91,7 @@ class Found:
     facts: FlightFacts = field(default_factory=empty_facts)
     weather: dict[tuple[str, int], tuple[float | None, ...]] = field(default_factory=dict)
     planes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    schedules: dict[tuple[str, str, str, int], tuple[str | None, float | None]] = field(
-        default_factory=dict
-    )
+    schedules: dict[PlanKey, tuple[str | None, float | None]] = field(default_factory=dict)
     routes: dict[tuple[str, str], float] = field(default_factory=dict)
     watermark_us: int | None = None
 
@@ -133,12 +136,13 @@ CREATE TABLE IF NOT EXISTS flights (
     flight_key INTEGER PRIMARY KEY, carrier TEXT NOT NULL, origin TEXT NOT NULL,
     dest TEXT NOT NULL, sched_us INTEGER NOT NULL, tail TEXT, distance REAL,
     dep_us INTEGER, dep_delay REAL, arr_us INTEGER, arr_delay REAL,
-    cancelled INTEGER NOT NULL DEFAULT 0);
+    cancelled INTEGER NOT NULL DEFAULT 0, flight_number INTEGER);
 CREATE INDEX IF NOT EXISTS ix_sched ON flights (origin, sched_us);
 CREATE INDEX IF NOT EXISTS ix_dep ON flights (origin, dep_us);
 CREATE INDEX IF NOT EXISTS ix_arr ON flights (origin, arr_us);
 CREATE INDEX IF NOT EXISTS ix_dest_arr ON flights (dest, arr_us);
 CREATE INDEX IF NOT EXISTS ix_schedule ON flights (carrier, origin, dest, sched_us);
+CREATE INDEX IF NOT EXISTS ix_flight ON flights (carrier, flight_number, origin, sched_us);
 CREATE TABLE IF NOT EXISTS weather (
     origin TEXT NOT NULL, hour_us INTEGER NOT NULL, temp REAL, dewp REAL, humid REAL,
     wind_dir REAL, wind_speed REAL, wind_gust REAL, precip REAL, pressure REAL, visib REAL,
@@ -158,7 +162,7 @@ _FLIGHT = (
     "sched_us = excluded.sched_us{updates}"
 )
 _UPSERTS = {
-    FlightScheduled: ("tail", "distance"),
+    FlightScheduled: ("tail", "distance", "flight_number"),
     FlightDeparted: ("dep_us", "dep_delay"),
     FlightArrived: ("arr_us", "arr_delay"),
     FlightCancelled: ("cancelled",),
@@ -188,7 +192,7 @@ def _values(event: Event) -> tuple[Any, ...]:
     assert not isinstance(event, WeatherObserved)
     head = (event.flight_key, event.carrier, event.origin, event.dest, us(event.sched_dep))
     if isinstance(event, FlightScheduled):
-        return (*head, event.tailnum, event.distance)
+        return (*head, event.tailnum, event.distance, event.flight_number)
     if isinstance(event, FlightDeparted):
         return (*head, us(event.occurred_at), event.dep_delay_min)
     if isinstance(event, FlightArrived):
@@ -218,8 +222,15 @@ class SqliteStore:
             self._db = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._add_flight_number()
             self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()  # one connection, shared by the threads of a worker
+
+    def _add_flight_number(self) -> None:
+        """A store written before flights had their number gets the column."""
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(flights)")]
+        if columns and "flight_number" not in columns:
+            self._db.execute("ALTER TABLE flights ADD COLUMN flight_number INTEGER")
 
     def apply(self, events: Sequence[Event]) -> None:
         """Upsert every event's facts in one transaction."""
@@ -283,11 +294,19 @@ class SqliteStore:
             if row is not None:
                 found.weather[(origin, hour)] = tuple(row)
         for key in query.schedules:
-            row = self._db.execute(
-                "SELECT tail, distance FROM flights WHERE carrier = ? AND origin = ? AND "
-                "dest = ? AND sched_us = ? ORDER BY flight_key LIMIT 1",
-                key,
-            ).fetchone()
+            carrier, origin, dest, sched, number = key
+            if number >= 0:
+                row = self._db.execute(
+                    "SELECT tail, distance FROM flights WHERE carrier = ? AND flight_number = ? "
+                    "AND origin = ? AND sched_us = ?",
+                    (carrier, number, origin, sched),
+                ).fetchone()
+            else:  # several flights may match: the first by key, as Redis does
+                row = self._db.execute(
+                    "SELECT tail, distance FROM flights WHERE carrier = ? AND origin = ? AND "
+                    "dest = ? AND sched_us = ? ORDER BY flight_key LIMIT 1",
+                    (carrier, origin, dest, sched),
+                ).fetchone()
             if row is not None:
                 found.schedules[key] = (row[0], row[1])
         for tail in query.tails | _scheduled_tails(found):

@@ -43,7 +43,8 @@ FLIGHTS_SQL = """
 SELECT f.flight_key AS flight_key, f.carrier_code AS carrier, f.origin_code AS origin,
        f.dest_code AS dest, f.sched_dep_utc AS sched_dep_utc, f.dep_utc AS dep_utc,
        f.dep_delay_min AS dep_delay, f.arr_utc AS arr_utc, f.arr_delay_min AS arr_delay,
-       f.flight_status AS status, f.distance_mi AS distance, p.tailnum_pseudonym AS tail
+       f.flight_status AS status, f.distance_mi AS distance, p.tailnum_pseudonym AS tail,
+       f.flight_number AS flight_number
 FROM fact_flight f
 LEFT JOIN dim_plane p ON p.plane_key = f.plane_key AND p.plane_key <> 0
 WHERE f.flight_date BETWEEN ? AND ?
@@ -115,6 +116,7 @@ class EventSchedule:
                 event_id_for(FlightScheduled.kind, key), at, **head,
                 tailnum=None if tail is None else str(tail),
                 distance=_number(f["distance"][row]),
+                flight_number=int(f["flight_number"][row]),  # type: ignore[call-overload]
             )  # fmt: skip
         if kind == _DEPARTED:
             delay = float(f["dep_delay"][row])  # type: ignore[arg-type]

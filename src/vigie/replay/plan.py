@@ -104,8 +104,8 @@ class ReplayPlan:
         run_id: Prefix of every request id (unique per run).
         client_fields: What a request carries: ``full`` (every model input, computed from
             the warehouse as the training snapshots are) or ``schedule`` (what an
-            application knows: carrier, origin, dest and ``sched_dep``; the service fills
-            the rest from its online store).
+            application knows: carrier, flight number, origin, dest and ``sched_dep``; the
+            service fills the rest from its online store).
         events: Publish the window's flight and weather events at their instants.
     """
 

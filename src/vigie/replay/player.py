@@ -226,6 +226,8 @@ class Replay:
         stamps = window.departure_us[start:stop].astype("datetime64[us]")
         text = np.datetime_as_string(stamps, unit="m")
         columns["sched_dep"] = np.asarray([f"{t}+00:00" for t in text.tolist()], dtype=object)
+        if window.flight_number is not None:
+            columns["flight"] = window.flight_number[start:stop].astype(np.float32)
         return columns
 
     def _send_flights(self, executor: Executor, first: int, end: int) -> None:

@@ -44,6 +44,7 @@ ORDER BY f.sched_dep_utc, f.flight_key
 
 _KEYS = (
     "f.flight_key AS flight_key",
+    "f.flight_number AS flight_number",
     "f.sched_dep_utc AS sched_dep_utc",
     "f.arr_utc AS arr_utc",
     "f.flight_status AS flight_status",
@@ -66,6 +67,7 @@ class FlightWindow:
             outcome event.
         features: Feature name to its column (object array of ``str`` or None for a
             categorical feature, float32 with NaN for a missing number).
+        flight_number: The carrier's flight number of each flight (None when not read).
     """
 
     flight_key: npt.NDArray[np.int64]
@@ -75,6 +77,7 @@ class FlightWindow:
     is_delayed_15: npt.NDArray[np.bool_]
     labelled: npt.NDArray[np.bool_]
     features: dict[str, npt.NDArray[np.object_] | npt.NDArray[np.float32]]
+    flight_number: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return int(self.flight_key.shape[0])
@@ -150,6 +153,11 @@ def window_from_arrow(table: pa.Table, features: list[Feature]) -> FlightWindow:
         ),
         labelled=labelled,
         features={f.name: _feature(table.column(f.name), f.kind) for f in features},
+        flight_number=(
+            _ints(table.column("flight_number"), -1)
+            if "flight_number" in table.column_names
+            else None
+        ),
     )
 
 

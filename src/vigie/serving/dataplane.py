@@ -26,7 +26,7 @@ import onnxruntime as ort
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.features.online import ENRICHABLE, REQUEST_INPUTS, Enricher
+from vigie.features.online import ENRICHABLE, NUMERIC_REQUEST_INPUTS, REQUEST_INPUTS, Enricher
 from vigie.registry import Registry
 from vigie.serving import metrics
 from vigie.serving.batcher import BatcherClosed
@@ -49,7 +49,14 @@ UNKNOWN_MODEL = "_unknown"
 
 #: The request inputs of an enriching data plane: what an application knows of its flight
 #: beyond the model's own inputs (:mod:`vigie.features.online`).
-REQUEST_SPECS = tuple(TensorSpec(name, Datatype.BYTES, (-1, 1)) for name in REQUEST_INPUTS)
+REQUEST_SPECS = tuple(
+    TensorSpec(
+        name,
+        Datatype.INT64 if name in NUMERIC_REQUEST_INPUTS else Datatype.BYTES,
+        (-1, 1),
+    )
+    for name in REQUEST_INPUTS
+)
 
 #: OIP extensions the REST front end implements.
 EXTENSIONS = ("binary_tensor_data",)

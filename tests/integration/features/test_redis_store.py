@@ -38,3 +38,7 @@ def test_prune_drops_what_no_window_can_reach(store: RedisStore) -> None:
     assert mark is not None
     assert store.prune(mark + 1) > 0
     assert store.prune(mark + 1) == 0
+
+
+def test_the_flight_number_picks_the_flight_of_an_ambiguous_schedule(store: RedisStore) -> None:
+    store_checks.check_the_flight_number_picks_the_flight(store)

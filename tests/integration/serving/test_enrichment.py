@@ -71,6 +71,11 @@ def _schedule(window: FlightWindow, pick: np.ndarray) -> dict[str, list[str]]:
     }
 
 
+def _flights(window: FlightWindow, pick: np.ndarray) -> np.ndarray:
+    assert window.flight_number is not None
+    return window.flight_number[pick].astype(np.int64)
+
+
 def test_metadata_lists_the_optional_and_request_inputs(server: Server) -> None:
     answer = httpx.get(f"{server.rest}/v2/models/{MODEL}", headers=server.headers, timeout=10)
     document = answer.json()
@@ -79,7 +84,8 @@ def test_metadata_lists_the_optional_and_request_inputs(server: Server) -> None:
     optional = set(document["parameters"]["optional_inputs"])
     assert {"temp", "hour", "plane_year", "origin_backlog_1h"} <= optional <= names
     assert not {"carrier", "origin", "dest"} & optional
-    assert [i["name"] for i in document["parameters"]["request_inputs"]] == ["sched_dep", "tailnum"]
+    request_inputs = {i["name"]: i["datatype"] for i in document["parameters"]["request_inputs"]}
+    assert request_inputs == {"sched_dep": "BYTES", "tailnum": "BYTES", "flight": "INT64"}
 
 
 def test_a_schedule_only_rest_request_is_answered_as_the_full_row(
@@ -93,6 +99,10 @@ def test_a_schedule_only_rest_request_is_answered_as_the_full_row(
         tensor = triton_http.InferInput(name, list(data.shape), "BYTES")
         tensor.set_data_from_numpy(data, binary_data=False)
         tensors.append(tensor)
+    numbers = _flights(window, pick.astype(int)).reshape(-1, 1)
+    flight = triton_http.InferInput("flight", list(numbers.shape), "INT64")
+    flight.set_data_from_numpy(numbers, binary_data=True)
+    tensors.append(flight)
     result = client.infer(MODEL, tensors, request_id="enrich-rest", headers=server.headers)
     (output,) = (o["name"] for o in result.get_response()["outputs"])
     np.testing.assert_allclose(result.as_numpy(output).ravel(), expected, atol=1e-5)
@@ -111,6 +121,9 @@ def test_a_schedule_only_grpc_request_is_answered_as_the_full_row(
         {"name": name, "datatype": "BYTES", "data": values}
         for name, values in _schedule(window, pick.astype(int)).items()
     ]
+    inputs.append(
+        {"name": "flight", "datatype": "FP32", "data": _flights(window, pick.astype(int)).tolist()}
+    )
     (answer,) = triton(
         grpc_service, {"op": "infer", "model": MODEL, "id": "enrich-grpc", "inputs": inputs}
     )

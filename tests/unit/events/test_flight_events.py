@@ -147,3 +147,16 @@ def test_optional_fields_may_be_null_and_extra_fields_are_ignored() -> None:
     decoded = decode(json.dumps(record))
     assert decoded.temp is None  # type: ignore[union-attr]
     assert decoded.event_id == weather.event_id
+
+
+def test_a_schedule_written_before_flight_numbers_reads_with_none() -> None:
+    scheduled = every_kind()[0]
+    record = json.loads(encode(scheduled))
+    assert record["flight_number"] is None
+    del record["flight_number"]  # as schema version 1 wrote it before the optional field
+    decoded = decode(json.dumps(record))
+    assert decoded == scheduled
+    numbered = json.loads(encode(scheduled))
+    numbered["flight_number"] = "1141"
+    with pytest.raises(PoisonEvent, match="flight_number"):
+        decode(json.dumps(numbered))

@@ -96,3 +96,20 @@ def test_departures_are_new_york_local_unless_they_carry_an_offset() -> None:
     assert cal["day_of_week"].tolist() == [7.0, 7.0]  # a Sunday, ISO 7
     assert cal["month"].tolist() == [3.0, 3.0]
     assert not math.isnan(float(cal["minute"][0]))
+
+
+def test_the_flight_number_picks_the_flight_of_an_ambiguous_schedule(store: SqliteStore) -> None:
+    store_checks.check_the_flight_number_picks_the_flight(store)
+
+
+@pytest.mark.parametrize("value", [-1.0, 12.5])
+def test_a_flight_number_that_is_not_one_is_refused(store: SqliteStore, value: float) -> None:
+    request = {
+        "carrier": np.asarray(["AA"], dtype=object),
+        "origin": np.asarray(["JFK"], dtype=object),
+        "dest": np.asarray(["MIA"], dtype=object),
+        "sched_dep": np.asarray(["2013-03-01T06:00"], dtype=object),
+        "flight": np.asarray([value], dtype=np.float32),
+    }
+    with pytest.raises(VigieError, match="input 'flight': row 0"):
+        Enricher(store, str).fill(request, 1, ("carrier", "hour"))
