@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         description="Online feature store: redis://... or the embedded SQLite file "
         "features/online.sqlite under home.",
     )
+    features_metrics_port: int = Field(
+        default=3002, description="The feature processor's /metrics port (0: none)."
+    )
     enrich: bool = Field(
         default=True,
         description="Serving fills the inputs a request leaves out (all but carrier, origin, "

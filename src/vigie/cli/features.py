@@ -14,6 +14,7 @@ import time
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
@@ -42,11 +43,19 @@ def load_reference_command() -> None:
 def process(
     once: Annotated[bool, typer.Option("--once", help="Apply what is there, then stop.")] = False,
     name: Annotated[str, typer.Option(help="This consumer's name in its group.")] = "processor-1",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Port of /metrics (default VIGIE_FEATURES_METRICS_PORT; 0: none)."),
+    ] = None,
 ) -> None:
     """Apply the flight and weather events to the online store until interrupted (SIGINT or
     SIGTERM finish the batch in hand first)."""
     settings = build_settings()
     processor = open_processor(settings, name=name)
+    port = settings.features_metrics_port if metrics_port is None else metrics_port
+    if port and not once:
+        start_http_server(port, addr=settings.host, registry=processor.metrics.registry)
+        out.print(f"feature processor metrics: http://{settings.host}:{port}/metrics")
     started = time.monotonic()
     try:
         if once:

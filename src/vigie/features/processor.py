@@ -112,7 +112,8 @@ class FeatureProcessor:
         metrics: ConsumerMetrics | None = None,
     ) -> None:
         self.store = store
-        self._consumer = IdempotentConsumer(consumer, store.apply, metrics=metrics)
+        self.metrics = metrics or ConsumerMetrics.on()
+        self._consumer = IdempotentConsumer(consumer, store.apply, metrics=self.metrics)
         self._pruned_at: int | None = None
         self.stats = ProcessorStats()
 

@@ -37,6 +37,13 @@ REQUIRED = {
         "vigie_prediction_mean",
         "vigie_prediction_quantile",
     },
+    "vigie-features": {
+        "vigie_feature_enriched_rows_total",
+        "vigie_feature_lookup_seconds_bucket",
+        "vigie_feature_age_seconds_bucket",
+        "vigie_feature_stale_rows_total",
+        "vigie_events_consumer_lag",
+    },
     "vigie-model-quality": {
         "vigie_model_quality",
         "vigie_model_quality_gate",
@@ -88,7 +95,7 @@ def dashboard(request: pytest.FixtureRequest) -> dict[str, Any]:
     return load(request.param)
 
 
-def test_the_three_dashboards_exist_with_distinct_uids() -> None:
+def test_the_dashboards_exist_with_distinct_uids() -> None:
     uids = [load(path)["uid"] for path in DASHBOARDS]
     assert sorted(uids) == sorted(REQUIRED)
 

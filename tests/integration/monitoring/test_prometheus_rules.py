@@ -12,6 +12,7 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics_core import Metric
 
+from vigie.events.consume import ConsumerMetrics
 from vigie.monitoring.metrics import SidecarMetrics
 
 from .promql import (
@@ -64,6 +65,7 @@ def test_promtool_check_config_loads_the_rules(promtool: str) -> None:
     assert jobs == {
         "vigie-serving": ["127.0.0.1:3000"],
         "vigie-drift-sidecar": ["127.0.0.1:3001"],
+        "vigie-feature-processor": ["127.0.0.1:3002"],
     }
 
 
@@ -127,8 +129,10 @@ def test_the_documented_metrics_are_the_exported_ones() -> None:
     """The names the rules and dashboards rely on (docs/metrics.md) are what the code exports."""
     import vigie.serving.metrics  # noqa: F401, PLC0415  (registers the serving metrics)
 
-    exported = _series_names(REGISTRY.collect()) | _series_names(
-        SidecarMetrics().registry.collect()
+    exported = (
+        _series_names(REGISTRY.collect())
+        | _series_names(SidecarMetrics().registry.collect())
+        | _series_names(ConsumerMetrics.on().registry.collect())
     )
     documented = documented_metrics()
     assert exported - documented == set(), "exported but not in docs/metrics.md"
