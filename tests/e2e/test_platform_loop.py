@@ -140,6 +140,7 @@ def loop_run(
         "rest_port": str(free_port()),
         "grpc_port": str(free_port()),
         "monitor_port": str(free_port()),
+        "features_metrics_port": str(free_port()),
         "monitor_window_rows": "600",
         "monitor_drift_persist_windows": "2",
         "monitor_drift_share": "0.2",

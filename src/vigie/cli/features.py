@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from prometheus_client import start_http_server
 
-from vigie.cli.common import guarded, out
+from vigie.cli.common import err_console, guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.features.processor import load_reference, open_processor, open_store
 from vigie.replay.events import instant
@@ -54,8 +54,13 @@ def process(
     processor = open_processor(settings, name=name)
     port = settings.features_metrics_port if metrics_port is None else metrics_port
     if port and not once:
-        start_http_server(port, addr=settings.host, registry=processor.metrics.registry)
-        out.print(f"feature processor metrics: http://{settings.host}:{port}/metrics")
+        try:
+            start_http_server(port, addr=settings.host, registry=processor.metrics.registry)
+            out.print(f"feature processor metrics: http://{settings.host}:{port}/metrics")
+        except OSError as err:  # the events matter more than their metrics: go on, loudly
+            err_console.print(
+                f"[yellow]feature processor: no /metrics on {settings.host}:{port}: {err}[/]"
+            )
     started = time.monotonic()
     try:
         if once:
