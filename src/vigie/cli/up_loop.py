@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from vigie.cli.children import vigie_command
 from vigie.config import Settings
 from vigie.events.outcomes import read_outcomes
-from vigie.retraining.triggers import read_requests, requests_dir
+from vigie.events.retraining_requests import read_requests, requests_dir
 
 #: The time zone of the flights' calendar days (the warehouse's ``flight_date``).
 LOCAL = ZoneInfo("America/New_York")

@@ -49,7 +49,13 @@ from vigie.errors import VigieError
 from vigie.events.outcomes import OutcomeEvent, read_outcomes
 from vigie.events.payload_entry import PayloadEntry
 from vigie.events.payload_log import read_entries
-from vigie.events.segments import OnSkip, SegmentSink, read_segments
+from vigie.events.retraining_requests import (
+    RequestLog,
+    RetrainingRequest,
+    read_all,
+    requests_dir,
+)
+from vigie.events.segments import OnSkip
 from vigie.governance.audit import AuditLog, Outcome
 from vigie.monitoring.drift import DriftResult, detect_drift
 from vigie.monitoring.metrics import QUANTILES, SidecarMetrics
@@ -150,7 +156,7 @@ class Monitor:
         self._outcomes_after: str | None = None
         self._prev_offset: str | None = None
         self._audit = AuditLog(settings.audit_log_path)
-        self._requests_sink = SegmentSink(self.folder / "retraining")
+        self._requests = RequestLog(requests_dir(settings))
         self._request_seq = 0
         self._writer = f"sidecar-{socket.gethostname()}-{os.getpid()}"
         publish = settings.monitor_reports if reports is None else reports
@@ -639,7 +645,7 @@ class Monitor:
             "logged_at": _now_iso(),
         }
         self._request_seq += 1
-        self._requests_sink.write([request])
+        self._requests.append(request)
         state.requested = True
         self.retraining_requests.append(request)
         self.metrics.retraining_requests.labels(reference.model).inc()
@@ -765,14 +771,10 @@ class Monitor:
         )
 
 
-def read_requests(
-    settings: Settings, *, after: str | None = None, limit: int = 10_000
-) -> list[PayloadEntry]:
-    """Retraining requests emitted by the sidecar, in order, after an offset.
-
-    The retraining job reads them with the offset of the last one it consumed.
-    """
-    return read_segments(settings.monitoring_dir / "retraining", after=after, limit=limit)
+def read_requests(settings: Settings) -> list[RetrainingRequest]:
+    """Every retraining request the sidecar emitted, in order (the retraining job reads them
+    after its own checkpoint with :func:`vigie.events.retraining_requests.read_requests`)."""
+    return read_all(settings)
 
 
 def _default_outcome_reader(

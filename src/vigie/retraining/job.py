@@ -28,6 +28,7 @@ from typing import Any
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.retraining_requests import RetrainingRequest, read_requests, requests_dir
 from vigie.governance.audit import AuditLog, Outcome
 from vigie.governance.policy import load_policy
 from vigie.registry import Alias, ModelVersion, Registry
@@ -36,13 +37,10 @@ from vigie.retraining.quality import DEFAULT_MIN_ROWS, check_snapshot
 from vigie.retraining.triggers import (
     DEFAULT_MAX_AGE_DAYS,
     AlreadyRunning,
-    RetrainingRequest,
     coalesce,
     commit_checkpoint,
     exclusive_run,
     last_checkpoint,
-    read_requests,
-    requests_dir,
     schedule_due,
 )
 from vigie.retraining.windows import RetrainWindows, plan_windows

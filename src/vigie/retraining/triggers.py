@@ -2,10 +2,9 @@
 
 - Schedule (``--if-due``): a run is due when the champion's training window ended at
   least ``max_age_days`` days before the latest labelled day (or ``--as-of``).
-- Drift (``--from-requests``): the sidecar appends requests to JSON-lines segments under
-  ``<home>/monitoring/retraining`` (the format of :mod:`vigie.events.segments`; read
-  here through the format, retraining and monitoring being independent). The job reads
-  those after its checkpoint (warehouse table ``consumer_checkpoint``, consumer
+- Drift (``--from-requests``): the sidecar appends requests to the retraining-request log
+  (:mod:`vigie.events.retraining_requests`, segments under ``<home>/monitoring/retraining``).
+  The job reads those after its checkpoint (warehouse table ``consumer_checkpoint``, consumer
   ``retrain-<model>``), coalesces the pending ones of its model into one run, and appends
   the new checkpoint only once the run succeeded.
 - One run per model at a time: an exclusive, non-blocking ``flock`` on
@@ -15,9 +14,7 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +24,7 @@ from typing import Any
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.events.segments import parse_offset, read_lines
+from vigie.events.retraining_requests import RetrainingRequest
 from vigie.warehouse.connection import Warehouse
 
 #: Default age (days) of the champion's training data after which a scheduled run is due:
@@ -114,72 +111,6 @@ def schedule_due(
         f"{reference} ({'>=' if due else '<'} {max_age_days})"
     )
     return ScheduleDecision(due, reason, age, max_age_days)
-
-
-@dataclass(frozen=True)
-class RetrainingRequest:
-    """One request of the drift sidecar, with its offset in the request log."""
-
-    offset: str
-    request_id: str
-    model: str
-    version: str
-    requested_at: str
-    windows: tuple[str, ...]
-    features: tuple[str, ...]
-    data: dict[str, Any]
-
-    @classmethod
-    def from_line(cls, offset: str, line: bytes) -> RetrainingRequest:
-        """Decode one request line.
-
-        Raises:
-            ValueError: Not a JSON object with the request's fields.
-        """
-        data = json.loads(line)
-        if not isinstance(data, dict):
-            raise ValueError("a retraining request must be a JSON object")
-        try:
-            return cls(
-                offset=offset,
-                request_id=str(data["request_id"]),
-                model=str(data["model"]),
-                version=str(data["version"]),
-                requested_at=str(data["requested_at"]),
-                windows=tuple(str(w) for w in data.get("windows", [])),
-                features=tuple(
-                    str(f["name"] if isinstance(f, dict) else f) for f in data.get("features", [])
-                ),
-                data=data,
-            )
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"a retraining request lacks {err}") from err
-
-
-def requests_dir(settings: Settings) -> Path:
-    """Where the drift sidecar writes its retraining requests."""
-    return settings.monitoring_dir / "retraining"
-
-
-def read_requests(folder: Path, after: str | None) -> tuple[list[RetrainingRequest], str | None]:
-    """Every request (all models) after offset ``after``, and the furthest offset read.
-
-    The log is the sidecar's segments (:mod:`vigie.events.segments`, read by the same
-    reader as the payload log): a last line without its end of line is being written and
-    left for the next read; a line that does not decode is passed over (its offset still
-    counts as read).
-    """
-    passed: list[str] = []
-    found = read_lines(
-        folder,
-        RetrainingRequest.from_line,
-        after=after,
-        limit=sys.maxsize,
-        on_skip=lambda offset, _reason: passed.append(offset),
-    )
-    offsets = [r.offset for r in found] + passed + ([after] if after is not None else [])
-    furthest = max(offsets, key=parse_offset, default=None)
-    return found, furthest
 
 
 def coalesce(requests: list[RetrainingRequest]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 from vigie.config import Settings, load_settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.events.retraining_requests import read_requests
 from vigie.events.segments import SegmentSink
 from vigie.retraining.triggers import (
     AlreadyRunning,
@@ -18,7 +19,6 @@ from vigie.retraining.triggers import (
     commit_checkpoint,
     exclusive_run,
     last_checkpoint,
-    read_requests,
     schedule_due,
 )
 from vigie.warehouse.connection import connect
