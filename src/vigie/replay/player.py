@@ -395,7 +395,9 @@ def run_replay(
         **target,
     }
     try:
-        window = load_window(settings, start, end, feature_defs(plan.models))
+        # a schedule-only request carries carrier, origin and dest whatever the models take
+        keys = {"": SCHEDULE_FIELDS[:3]} if plan.client_fields == "schedule" else {}
+        window = load_window(settings, start, end, feature_defs({**plan.models, **keys}))
         outcomes = OutcomeLog(settings)
     except VigieError as err:
         audit.append(
