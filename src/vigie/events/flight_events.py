@@ -62,7 +62,22 @@ class _EventBase:
 
 
 @dataclass(frozen=True)
-class FlightScheduled(_EventBase):
+class _FlightEvent(_EventBase):
+    """What every flight event carries: the flight as the schedule names it, so any of its
+    events, whatever arrives first, can make the flight known."""
+
+    kind: ClassVar[str]
+    event_id: str
+    occurred_at: datetime
+    flight_key: int
+    carrier: str
+    origin: str
+    dest: str
+    sched_dep: datetime
+
+
+@dataclass(frozen=True)
+class FlightScheduled(_FlightEvent):
     """A flight's schedule became known (``occurred_at``: when it did).
 
     Attributes:
@@ -73,74 +88,39 @@ class FlightScheduled(_EventBase):
     """
 
     kind: ClassVar[str] = "flight.scheduled"
-    event_id: str
-    occurred_at: datetime
-    flight_key: int
-    carrier: str
-    origin: str
-    dest: str
-    sched_dep: datetime
     tailnum: str | None
     distance: float | None
     flight_number: int | None = None
 
 
 @dataclass(frozen=True)
-class FlightDeparted(_EventBase):
+class FlightDeparted(_FlightEvent):
     """A flight left (``occurred_at``: the actual departure); delay in minutes."""
 
     kind: ClassVar[str] = "flight.departed"
-    event_id: str
-    occurred_at: datetime
-    flight_key: int
-    carrier: str
-    origin: str
-    dest: str
-    sched_dep: datetime
     dep_delay_min: float
 
 
 @dataclass(frozen=True)
-class FlightArrived(_EventBase):
+class FlightArrived(_FlightEvent):
     """A flight arrived (``occurred_at``: the actual arrival); delay in minutes."""
 
     kind: ClassVar[str] = "flight.arrived"
-    event_id: str
-    occurred_at: datetime
-    flight_key: int
-    carrier: str
-    origin: str
-    dest: str
-    sched_dep: datetime
     arr_delay_min: float
 
 
 @dataclass(frozen=True)
-class FlightCancelled(_EventBase):
+class FlightCancelled(_FlightEvent):
     """A flight was cancelled (``occurred_at``: when that became known)."""
 
     kind: ClassVar[str] = "flight.cancelled"
-    event_id: str
-    occurred_at: datetime
-    flight_key: int
-    carrier: str
-    origin: str
-    dest: str
-    sched_dep: datetime
 
 
 @dataclass(frozen=True)
-class FlightDiverted(_EventBase):
+class FlightDiverted(_FlightEvent):
     """A flight was diverted (``occurred_at``: when that became known)."""
 
     kind: ClassVar[str] = "flight.diverted"
-    event_id: str
-    occurred_at: datetime
-    flight_key: int
-    carrier: str
-    origin: str
-    dest: str
-    sched_dep: datetime
 
 
 @dataclass(frozen=True)
