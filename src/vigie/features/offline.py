@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from vigie.features.catalogue import Feature
 from vigie.features.history import NONE_US, FlightFacts, Targets, compute
-from vigie.warehouse.connection import Warehouse
+from vigie.warehouse.connection import Warehouse, connect
 
 #: Every flight as the events told it (arrived, cancelled or diverted).
 FACTS_SQL = """
@@ -77,6 +77,22 @@ def micros(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
 
 def _floats(column: pa.ChunkedArray) -> npt.NDArray[np.float64]:
     return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def read_with_features(
+    warehouse_url: str, sql: str, features: list[Feature], first: date, last: date
+) -> pa.Table:
+    """The rows of ``sql`` over flights scheduled from ``first`` to ``last`` (its two
+    parameters), with their stream features computed as of each scheduled departure: what
+    a training snapshot and a full replay read, the same way."""
+    warehouse = connect(warehouse_url, read_only=True)
+    try:
+        if warehouse.dialect == "duckdb":
+            warehouse.execute("SET enable_progress_bar = false")
+        table = warehouse.query_arrow(sql, [first, last])
+        return add_to(warehouse, table, features, first, last)
+    finally:
+        warehouse.close()
 
 
 def add_to(

@@ -24,7 +24,6 @@ from vigie.features import offline
 from vigie.features.catalogue import CATALOGUE, Feature, FeatureKind
 from vigie.registry import Registry
 from vigie.training.snapshot import feature_columns
-from vigie.warehouse.connection import connect
 
 #: ``arrival_us`` of a flight without an actual arrival (cancelled, diverted).
 NO_ARRIVAL = np.iinfo(np.int64).min
@@ -121,16 +120,11 @@ def load_window(
         raise VigieError(
             ErrorCode.INVALID_INPUT, f"--to {end} is before --from {start}", field="to"
         )
-    warehouse = connect(settings.resolved_warehouse_url, read_only=True)
-    try:
-        if warehouse.dialect == "duckdb":
-            warehouse.execute("SET enable_progress_bar = false")
-        table = warehouse.query_arrow(window_sql(features), [start, end])
-        # What the outcome stream had delivered by each flight's scheduled departure:
-        # the same events and the same strict cutoff as the training snapshots.
-        table = offline.add_to(warehouse, table, features, start, end)
-    finally:
-        warehouse.close()
+    # What the events had told by each flight's scheduled departure: the same facts and
+    # the same strict cutoff as the training snapshots.
+    table = offline.read_with_features(
+        settings.resolved_warehouse_url, window_sql(features), features, start, end
+    )
     return window_from_arrow(table, features)
 
 

@@ -23,7 +23,6 @@ from vigie.errors import ErrorCode, VigieError
 from vigie.features import offline
 from vigie.features.catalogue import TARGET_COLUMN, TARGET_SQL, Feature, FeatureKind
 from vigie.training.spec import ModelSpec
-from vigie.warehouse.connection import connect
 from vigie.warehouse.dialect import FLOAT64, typed_null
 
 #: Columns every snapshot carries besides the features and the target.
@@ -144,14 +143,9 @@ def build_snapshot(settings: Settings, spec: ModelSpec, start: date, end: date) 
             ErrorCode.INVALID_INPUT, f"window end {end} is before start {start}", field="end"
         )
     features = spec.feature_defs()
-    warehouse = connect(settings.resolved_warehouse_url, read_only=True)
-    try:
-        if warehouse.dialect == "duckdb":
-            warehouse.execute("SET enable_progress_bar = false")
-        raw = warehouse.query_arrow(snapshot_sql(features), [start, end])
-        raw = offline.add_to(warehouse, raw, features, start, end)
-    finally:
-        warehouse.close()
+    raw = offline.read_with_features(
+        settings.resolved_warehouse_url, snapshot_sql(features), features, start, end
+    )
     if raw.num_rows == 0:
         raise VigieError(
             ErrorCode.DATA_QUALITY,
