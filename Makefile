@@ -81,6 +81,7 @@ bench: setup
 	$(BIN)/python loadtests/bench_models.py
 	$(BIN)/python loadtests/bench_serving.py
 	$(BIN)/python loadtests/bench_features.py
+	$(BIN)/python loadtests/bench_features.py --features-url $${VIGIE_BENCH_REDIS_URL:-redis://127.0.0.1:6379/8}
 	$(BIN)/python loadtests/bench_drift.py
 
 clean:

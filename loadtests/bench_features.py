@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -34,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_for_load import WINDOW, prepare_home, start_service  # noqa: E402
 
 from vigie.config import Settings, load_settings  # noqa: E402
-from vigie.features.processor import load_reference  # noqa: E402
-from vigie.features.store import SqliteStore  # noqa: E402
+from vigie.features.processor import load_reference, open_store  # noqa: E402
+from vigie.features.redis_store import RedisStore  # noqa: E402
 from vigie.registry import Registry  # noqa: E402
 from vigie.replay.events import load_schedule  # noqa: E402
 from vigie.replay.source import FlightWindow, feature_defs, load_window  # noqa: E402
@@ -46,8 +47,8 @@ DAYS = (date(2013, 1, 6), date(2013, 1, 9))
 
 
 def fill_store(settings: Settings) -> int:
-    """The window's events applied to the home's embedded online store; how many."""
-    store = SqliteStore(settings.home / "features" / "online.sqlite")
+    """The window's events applied to the online store ``settings`` names; how many."""
+    store = open_store(settings)
     try:
         load_reference(settings, store)
         schedule = load_schedule(settings, *WINDOW)
@@ -139,14 +140,39 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flights", type=int, default=400)
+    parser.add_argument(
+        "--features-url",
+        default=None,
+        help="redis://... to measure the Redis online store (its keys are deleted after); "
+        "default: the embedded SQLite store",
+    )
     args = parser.parse_args()
     home = args.home or load_settings().home / "loadtest"
     settings = prepare_home(home)
+    if args.features_url:
+        os.environ["VIGIE_FEATURES_URL"] = args.features_url  # the service child reads it
+        settings = settings.model_copy(update={"features_url": args.features_url})
+    try:
+        run(args, settings)
+    finally:
+        if args.features_url:
+            store = open_store(settings)
+            if isinstance(store, RedisStore):
+                store.clear()
+            store.close()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> None:
+    """Fill the store, serve, measure every cell, write and print the results."""
     events = fill_store(settings)
     payloads = bodies(settings, args.flights)
     log = settings.home / "logs" / "bench-features-serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"events": events, "cells": []}
+    results: dict[str, Any] = {
+        "events": events,
+        "store": "redis" if settings.features_url else "sqlite",
+        "cells": [],
+    }
     with start_service(settings, log) as service:
         url = f"{service.url}/v2/models/{MODEL}/infer"
         for clients in args.clients:
@@ -166,9 +192,10 @@ def main() -> None:
                 "lookup_mean_ms": 1000 * (after[1] - before[1]) / max(lookups, 1.0),
             }
             results["cells"].append(cell)
-    out = load_settings().home / "bench" / "features.json"
+    out = load_settings().home / "bench" / f"features-{results['store']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
+    print(f"online store: {results['store']}")
     print("| clients | full p50 / p99 ms | schedule-only p50 / p99 ms | added p99 ms | "
           "lookup in the service, mean ms |")  # fmt: skip
     print("|---|---|---|---|---|")
