@@ -4,7 +4,7 @@ Starts the prediction service (``vigie serve``) as a child on free ports, then f
 replays it (``vigie replay``), analyses it with the drift sidecar's core in process
 (:class:`vigie.monitoring.sidecar.Monitor` over the payload and outcome logs), and lets
 :func:`vigie.retraining.simulation.run_simulation` retrain and promote. Writes
-``docs/closed-loop.md`` and ``docs/closed-loop.png``. The service is stopped by its PID; its
+``docs/closed-loop.md`` and ``.png`` (``closed-loop-full.*`` with ``--client-fields full``). The service is stopped by its PID; its
 output goes to ``<home>/logs/simulate-serve.log``.
 """
 
@@ -86,7 +86,9 @@ def simulate(
     """Replay a year month by month through the service, retrain and promote: the closed loop."""
     began = time.monotonic()
     settings = build_settings()
-    options = SimulationOptions(model, year, from_month, to_month, days)
+    options = SimulationOptions(
+        model, year, from_month, to_month, days, client_fields=client_fields
+    )
     options.months()  # refuse bad months before any work
 
     def say(text: str) -> None:
