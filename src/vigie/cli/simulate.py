@@ -4,7 +4,8 @@ Starts the prediction service (``vigie serve``) as a child on free ports, then f
 replays it (``vigie replay``), analyses it with the drift sidecar's core in process
 (:class:`vigie.monitoring.sidecar.Monitor` over the payload and outcome logs), and lets
 :func:`vigie.retraining.simulation.run_simulation` retrain and promote. Writes
-``docs/closed-loop.md`` and ``.png`` (``closed-loop-full.*`` with ``--client-fields full``). The service is stopped by its PID; its
+``docs/closed-loop.md`` and ``.png`` (``closed-loop-full.*`` with ``--client-fields full``).
+The service is stopped by its PID; its
 output goes to ``<home>/logs/simulate-serve.log``.
 """
 

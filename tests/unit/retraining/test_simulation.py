@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date
 from pathlib import Path
@@ -112,12 +113,25 @@ def test_markdown_has_a_row_per_month_the_means_and_the_refusal() -> None:
 
 
 def test_write_report_writes_page_plot_and_json(tmp_path: Path) -> None:
-    page, image = write_report(_report(), tmp_path / "docs")
+    report = dataclasses.replace(_report(), client_fields="schedule")
+    page, image = write_report(report, tmp_path / "docs")
+    assert page.name == "closed-loop.md"
     assert page.read_text().startswith("# Closed loop over 2013")
+    assert "- requests: schedule-only" in page.read_text()
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((tmp_path / "docs" / "closed-loop.json").read_text())
     assert [m["month"] for m in data["months"]] == ["2013-03", "2013-04", "2013-05"]
     assert data["months"][2]["loop_auc"] is None
+    assert data["client_fields"] == "schedule"
+
+
+def test_the_runs_of_both_request_kinds_are_compared(tmp_path: Path) -> None:
+    write_report(dataclasses.replace(_report(), client_fields="schedule"), tmp_path)
+    page, _ = write_report(_report(), tmp_path)  # full requests, written second
+    assert page.name == "closed-loop-full.md"
+    text = page.read_text()
+    assert "## Both request kinds (the other run: [closed-loop.md](closed-loop.md))" in text
+    assert "| 2013-03 |" in text.split("## Both request kinds")[1]
 
 
 def test_the_json_report_renders_the_same_page_again() -> None:
