@@ -113,7 +113,11 @@ class FeatureProcessor:
     ) -> None:
         self.store = store
         self.metrics = metrics or ConsumerMetrics.on()
-        self._consumer = IdempotentConsumer(consumer, store.apply, metrics=self.metrics)
+        # no memory of applied ids: the store's upserts already make a copy harmless, and a
+        # store emptied for a replay that rewinds the clock must take the events again
+        self._consumer = IdempotentConsumer(
+            consumer, store.apply, metrics=self.metrics, seen_limit=0
+        )
         self._pruned_at: int | None = None
         self.stats = ProcessorStats()
 

@@ -163,9 +163,14 @@ class RedisStore:
                 removed += int(self._client.zremrangebyscore(name, "-inf", f"({before_us}"))
         return removed
 
-    def clear(self) -> None:
-        """Delete every key of the prefix (tests and ``vigie features reset``)."""
-        keys = list(self._client.scan_iter(match=f"{self._p}*", count=1000))
+    def clear(self, *, keep_reference: bool = False) -> None:
+        """Delete every key of the prefix (the aircraft and routes too, unless kept)."""
+        kept = {f"{self._p}planes", f"{self._p}routes"} if keep_reference else set()
+        keys = [
+            k
+            for k in self._client.scan_iter(match=f"{self._p}*", count=1000)
+            if (k.decode() if isinstance(k, bytes) else str(k)) not in kept
+        ]
         if keys:
             self._client.delete(*keys)
 

@@ -127,6 +127,9 @@ class OnlineStore(Protocol):
     def prune(self, before_us: int) -> int:
         """Drop flights scheduled and weather observed before ``before_us``; how many."""
 
+    def clear(self) -> None:
+        """Forget every fact and the watermark (a replay that rewinds the clock)."""
+
     def close(self) -> None:
         """Release the connection."""
 
@@ -339,6 +342,12 @@ class SqliteStore:
             gone = self._db.execute("DELETE FROM flights WHERE sched_us < ?", (before_us,))
             weather = self._db.execute("DELETE FROM weather WHERE hour_us < ?", (before_us,))
         return int(gone.rowcount) + int(weather.rowcount)
+
+    def clear(self) -> None:
+        """Forget every fact, the reference data kept, and the watermark."""
+        with self._lock, self._db:
+            for table in ("flights", "weather", "meta"):
+                self._db.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
         """Close the database."""

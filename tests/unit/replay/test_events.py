@@ -3,13 +3,17 @@ come after it, and a feed that waits for the feature processor without hanging o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from contextlib import closing
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from vigie.config import Settings
 from vigie.events.flight_events import (
     FlightArrived,
     FlightCancelled,
@@ -19,8 +23,12 @@ from vigie.events.flight_events import (
     WeatherObserved,
 )
 from vigie.events.local_stream import LocalEventStream
-from vigie.features.store import SqliteStore, us
-from vigie.replay.events import EventFeed, schedule_from_arrow
+from vigie.features.processor import open_store
+from vigie.features.store import Lookup, SqliteStore, us
+from vigie.pipelines.run import run_pipeline
+from vigie.replay.events import EventFeed, load_schedule, schedule_from_arrow
+from vigie.replay.player import _rewind
+from vigie.warehouse.connection import connect
 
 T0 = datetime(2013, 3, 1, 11, tzinfo=UTC)
 
@@ -161,3 +169,45 @@ def test_schedule_only_requests_carry_what_an_application_knows(fields: str) -> 
     assert request.columns["sched_dep"].tolist() == ["2013-01-01T11:00+00:00",
                                                      "2013-01-01T11:05+00:00"]  # fmt: skip
     assert request.columns["flight"].tolist() == [11.0, 22.0]
+
+
+@pytest.fixture(scope="module")
+def loaded(
+    tmp_path_factory: pytest.TempPathFactory,
+    small_source: Path,
+    make_settings: Callable[..., Settings],
+) -> Settings:
+    """A DuckDB warehouse holding the small real source set."""
+    settings = make_settings(tmp_path_factory.mktemp("replay-events"), small_source)
+    assert run_pipeline(settings).record.status == "success"
+    return settings
+
+
+def test_a_warehouse_window_gives_every_flight_its_events(loaded: Settings) -> None:
+    schedule = load_schedule(loaded, date(2013, 1, 2), date(2013, 1, 2))
+    events = [schedule.event(i) for i in range(len(schedule))]
+    with closing(connect(loaded.resolved_warehouse_url, read_only=True)) as warehouse:
+        ((flights,),) = warehouse.query(
+            "SELECT count(*) FROM fact_flight WHERE flight_date BETWEEN ? AND ?",
+            (date(2013, 1, 1), date(2013, 1, 2)),
+        )
+    assert sum(isinstance(e, FlightScheduled) for e in events) == flights  # warm-up day too
+    assert any(isinstance(e, WeatherObserved) for e in events)
+    assert len({e.event_id for e in events}) == len(events)
+
+
+def test_a_replay_that_rewinds_the_clock_empties_the_store_first(loaded: Settings) -> None:
+    store = open_store(loaded)
+    schedule = load_schedule(loaded, date(2013, 1, 1), date(2013, 1, 2))
+    store.apply([schedule.event(i) for i in range(len(schedule))])
+    store.close()
+    _rewind(loaded, date(2013, 1, 2))  # the store ends a day after: a warm-up, kept
+    assert open_store(loaded).watermark_us() is not None
+    _rewind(loaded, date(2012, 12, 1))  # a month earlier: the store is from its future
+    emptied = open_store(loaded)
+    assert emptied.watermark_us() is None
+    assert (
+        emptied.lookup(Lookup(tails=frozenset(), first_us=0, last_us=1)).facts.flight_key.size == 0
+    )
+    planes = cast(SqliteStore, emptied)._db.execute("SELECT count(*) FROM planes").fetchone()[0]
+    assert planes > 0  # the reference data is loaded again
