@@ -220,14 +220,16 @@ class SqliteStore:
             if not path.exists():  # a reader before the processor: an empty store
                 SqliteStore(path).close()
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self._readers: threading.local | None = threading.local()
         else:
+            self._readers = None
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._add_flight_number()
             self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()  # one connection, shared by the threads of a worker
+        self._lock = threading.Lock()  # the writer's connection, shared by its threads
 
     def _add_flight_number(self) -> None:
         """A store written before flights had their number gets the column."""
@@ -272,25 +274,39 @@ class SqliteStore:
             self._db.executemany("INSERT OR REPLACE INTO routes VALUES (?, ?, ?)", list(routes))
 
     def lookup(self, query: Lookup) -> Found:
-        """Every fact ``query`` needs, read in one snapshot of the database."""
-        with self._lock:
-            self._db.execute("BEGIN")  # one snapshot while the processor writes
-            try:
-                return self._lookup(query)
-            finally:
-                self._db.execute("COMMIT")
+        """Every fact ``query`` needs, read in one snapshot of the database.
 
-    def _lookup(self, query: Lookup) -> Found:
+        A reader gives each thread its own connection (SQLite runs the queries of several
+        threads at once, without the interpreter's lock); the writer shares its one.
+        """
+        if self._readers is None:
+            with self._lock:
+                return self._snapshot(self._db, query)
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            db = self._readers.db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
+        return self._snapshot(db, query)
+
+    def _snapshot(self, db: sqlite3.Connection, query: Lookup) -> Found:
+        db.execute("BEGIN")
+        try:
+            return self._lookup(db, query)
+        finally:
+            db.execute("COMMIT")
+
+    def _lookup(self, db: sqlite3.Connection, query: Lookup) -> Found:
         found = Found()
         lo, hi = query.first_us - LOOKBACK_US, query.last_us
         rows: set[tuple[Any, ...]] = set()
         for origin in query.origins:
-            rows.update(self._db.execute(_FACTS_SQL, (origin, lo, hi)).fetchall())
+            rows.update(db.execute(_FACTS_SQL, (origin, lo, hi)).fetchall())
         for dest in query.dests:
-            rows.update(self._db.execute(_DEST_SQL, (dest, lo, hi)).fetchall())
+            rows.update(db.execute(_DEST_SQL, (dest, lo, hi)).fetchall())
         found.facts = facts_from_rows(rows)
         for origin, hour in query.weather:
-            row = self._db.execute(
+            row = db.execute(
                 f"SELECT {', '.join(WEATHER)} FROM weather WHERE origin = ? AND hour_us = ?",
                 (origin, hour),
             ).fetchone()
@@ -299,13 +315,13 @@ class SqliteStore:
         for key in query.schedules:
             carrier, origin, dest, sched, number = key
             if number >= 0:
-                row = self._db.execute(
+                row = db.execute(
                     "SELECT tail, distance FROM flights WHERE carrier = ? AND flight_number = ? "
                     "AND origin = ? AND sched_us = ?",
                     (carrier, number, origin, sched),
                 ).fetchone()
             else:  # several flights may match: the first by key, as Redis does
-                row = self._db.execute(
+                row = db.execute(
                     "SELECT tail, distance FROM flights WHERE carrier = ? AND origin = ? AND "
                     "dest = ? AND sched_us = ? ORDER BY flight_key LIMIT 1",
                     (carrier, origin, dest, sched),
@@ -313,27 +329,28 @@ class SqliteStore:
             if row is not None:
                 found.schedules[key] = (row[0], row[1])
         for tail in query.tails | _scheduled_tails(found):
-            row = self._db.execute(
+            row = db.execute(
                 f"SELECT {', '.join(PLANE)} FROM planes WHERE tail = ?", (tail,)
             ).fetchone()
             if row is not None:
                 found.planes[tail] = tuple(row)
         for pair in query.routes:
-            row = self._db.execute(
+            row = db.execute(
                 "SELECT distance FROM routes WHERE origin = ? AND dest = ?", pair
             ).fetchone()
             if row is not None:
                 found.routes[pair] = float(row[0])
-        found.watermark_us = self._watermark()
+        found.watermark_us = self._watermark(db)
         return found
 
     def watermark_us(self) -> int | None:
         """The newest event instant applied."""
         with self._lock:
-            return self._watermark()
+            return self._watermark(self._db)
 
-    def _watermark(self) -> int | None:
-        row = self._db.execute("SELECT value FROM meta WHERE name = 'watermark_us'").fetchone()
+    @staticmethod
+    def _watermark(db: sqlite3.Connection) -> int | None:
+        row = db.execute("SELECT value FROM meta WHERE name = 'watermark_us'").fetchone()
         return None if row is None else int(row[0])
 
     def prune(self, before_us: int) -> int:
