@@ -68,9 +68,33 @@ class Enrichment:
     """
 
     filled: list[str] = field(default_factory=list)
-    missing: dict[str, int] = field(default_factory=dict)
-    stale: dict[str, int] = field(default_factory=dict)
-    age_s: dict[str, float] = field(default_factory=dict)
+    rows_missing: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    rows_stale: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    rows_age_s: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> dict[str, int]:
+        """Per input, the rows served missing (only inputs with any)."""
+        return {k: int(v.sum()) for k, v in self.rows_missing.items() if v.any()}
+
+    @property
+    def stale(self) -> dict[str, int]:
+        """Per family, the rows served missing because too old (only families with any)."""
+        return {k: int(v.sum()) for k, v in self.rows_stale.items() if v.any()}
+
+    @property
+    def age_s(self) -> dict[str, float]:
+        """Per family, the oldest source age among the rows, seconds."""
+        return {k: float(v.max()) for k, v in self.rows_age_s.items() if v.size}
+
+    def part(self, start: int, stop: int) -> Enrichment:
+        """The record of rows ``start:stop`` (one request of a coalesced lookup)."""
+        return Enrichment(
+            list(self.filled),
+            {k: v[start:stop] for k, v in self.rows_missing.items()},
+            {k: v[start:stop] for k, v in self.rows_stale.items()},
+            {k: v[start:stop] for k, v in self.rows_age_s.items()},
+        )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -78,7 +102,7 @@ class Enrichment:
             "filled": self.filled,
             "missing": self.missing,
             "stale": self.stale,
-            "age_s": {k: round(v, 3) for k, v in self.age_s.items()},
+            "age_s": {k: round(v, 3) if math.isfinite(v) else None for k, v in self.age_s.items()},
         }
 
 
@@ -143,6 +167,33 @@ class Enricher:
         """Close the store."""
         self._store.close()
 
+    def check(
+        self, columns: dict[str, npt.NDArray[Any]], rows: int, wanted: tuple[str, ...]
+    ) -> list[str]:
+        """The inputs of ``wanted`` the request left out, once its keys are checked (no
+        store read: a request refused here is refused alone, before any shared lookup).
+
+        Raises:
+            VigieError: INVALID_INPUT naming what enrichment needs and was not sent, or a
+                malformed ``sched_dep`` or ``flight``.
+        """
+        lacking = [name for name in wanted if name not in columns]
+        if not lacking:
+            return lacking
+        absent = [k for k in KEYS if k not in columns]
+        if absent or not ENRICHABLE.issuperset(lacking):
+            raise VigieError(
+                ErrorCode.INVALID_INPUT,
+                f"missing input(s): {', '.join(lacking)}; send them, or send "
+                f"{', '.join(KEYS)} (and optionally {TAILNUM}, {FLIGHT}) and the service "
+                f"fills {', '.join(sorted(ENRICHABLE & set(lacking)))} itself"
+                + (f" (not sent: {', '.join(absent)})" if absent else ""),
+                input=(absent or lacking)[0],
+            )
+        parse_sched_dep(columns[SCHED_DEP])
+        _flight_numbers(columns.get(FLIGHT), rows)
+        return lacking
+
     def fill(
         self, columns: dict[str, npt.NDArray[Any]], rows: int, wanted: tuple[str, ...]
     ) -> tuple[dict[str, npt.NDArray[Any]], Enrichment]:
@@ -152,21 +203,11 @@ class Enricher:
             VigieError: INVALID_INPUT naming the inputs enrichment needs and were not sent,
                 or a malformed ``sched_dep``.
         """
-        lacking = [name for name in wanted if name not in columns]
+        lacking = self.check(columns, rows, wanted)
         out = {name: columns[name] for name in wanted if name in columns}
         done = Enrichment(filled=lacking)
         if not lacking:
             return out, done
-        absent = [k for k in KEYS if k not in columns]
-        if absent or not ENRICHABLE.issuperset(lacking):
-            raise VigieError(
-                ErrorCode.INVALID_INPUT,
-                f"missing input(s): {', '.join(lacking)}; send them, or send "
-                f"{', '.join(KEYS)} (and optionally {TAILNUM}) and the service fills "
-                f"{', '.join(sorted(ENRICHABLE & set(lacking)))} itself"
-                + (f" (not sent: {', '.join(absent)})" if absent else ""),
-                input=(absent or lacking)[0],
-            )
         request = _Request.of(columns, rows, self._pseudonymize)
         found = self._store.lookup(request.lookup(lacking))
         values = {**calendar(request.sched_us), **request.reference(found)}
@@ -175,16 +216,14 @@ class Enricher:
             values.update(request.stream(found, self._max_age_us["stream"], done))
         for name in lacking:
             out[name] = values[name]
-            missing = _missing_rows(values[name])
-            if missing:
-                done.missing[name] = missing
+            done.rows_missing[name] = _missing_rows(values[name])
         return out, done
 
 
-def _missing_rows(column: npt.NDArray[Any]) -> int:
+def _missing_rows(column: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     if column.dtype == object:
-        return sum(v is None for v in column.tolist())
-    return int(np.count_nonzero(np.isnan(column)))
+        return np.asarray([v is None for v in column.tolist()], dtype=np.bool_)
+    return np.asarray(np.isnan(column), dtype=np.bool_)
 
 
 @dataclass
@@ -270,9 +309,8 @@ class _Request:
         observed = [found.weather.get(k) for k in keys]
         ages = [(t - hour) for t, (_, hour) in zip(self.sched_us.tolist(), keys, strict=True)]
         stale = [age > max_age_us for age in ages]
-        if any(stale):
-            done.stale["weather"] = sum(stale)
-        done.age_s["weather"] = max(ages) / 1e6
+        done.rows_stale["weather"] = np.asarray(stale, dtype=np.bool_)
+        done.rows_age_s["weather"] = np.asarray(ages, dtype=np.float64) / 1e6
         return {
             name: _column(
                 name,
@@ -300,9 +338,8 @@ class _Request:
         else:
             ages = np.maximum(self.sched_us - watermark, 0).astype(np.float64)
         stale = ages > max_age_us
-        if stale.any():
-            done.stale["stream"] = int(np.count_nonzero(stale))
-        done.age_s["stream"] = float(ages.max()) / 1e6
+        done.rows_stale["stream"] = stale
+        done.rows_age_s["stream"] = ages / 1e6
         return {
             name: np.where(stale, np.nan, column).astype(np.float32)
             for name, column in values.items()
