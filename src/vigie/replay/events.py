@@ -34,8 +34,9 @@ from vigie.events.flight_events import (
     WeatherObserved,
     event_id_for,
 )
-from vigie.events.stream import EventStream
+from vigie.events.stream import EventStream, open_event_stream
 from vigie.features.offline import micros
+from vigie.features.processor import KEEP_US, load_reference, open_store
 from vigie.features.store import WEATHER
 from vigie.warehouse.connection import connect
 
@@ -259,3 +260,39 @@ class EventFeed:
                 self._wait_s,
                 self._timeouts,
             )
+
+
+def open_feed(
+    settings: Settings, start: date, end: date
+) -> tuple[EventFeed, list[Callable[[], None]]]:
+    """The event feed of a window on the configured stream, waiting on the online store.
+
+    A store that already knows events long after the window's start (a replay of an
+    earlier window than the last one) is emptied first: its facts would be from the future
+    of the replayed requests, and its watermark would not say when the processor caught up.
+    """
+    schedule = load_schedule(settings, start, end)
+    stream = open_event_stream(settings)
+    rewind_store(settings, start)
+    store = open_store(settings, read_only=True)
+    feed = EventFeed(schedule, stream, watermark=store.watermark_us)
+    return feed, [stream.close, store.close]
+
+
+def rewind_store(settings: Settings, start: date) -> None:
+    """Empty the online store (and load its reference data again) when it already holds
+    events long after ``start``: the replay is going back in time."""
+    store = open_store(settings)
+    try:
+        mark = store.watermark_us()
+        begins = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1e6)
+        if mark is not None and mark > begins + KEEP_US:
+            _log.warning(
+                "the online store holds events up to %s, after the replayed window's start: "
+                "emptied so that the replay's events rebuild it",
+                instant(mark).isoformat(),
+            )
+            store.clear()
+            load_reference(settings, store)
+    finally:
+        store.close()

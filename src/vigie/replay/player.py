@@ -42,10 +42,8 @@ import numpy.typing as npt
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.events.outcomes import OutcomeEvent, OutcomeLog, new_event_id
-from vigie.events.stream import open_event_stream
-from vigie.features.processor import KEEP_US, load_reference, open_store
 from vigie.governance.audit import AuditLog, Outcome
-from vigie.replay.events import EventFeed, load_schedule
+from vigie.replay.events import EventFeed, open_feed
 from vigie.replay.plan import (
     SCHEDULE_FIELDS,
     Clock,
@@ -409,7 +407,7 @@ def run_replay(
             details={"error": err.to_dict()},
         )
         raise
-    feed, closers = _feed(settings, start, end) if plan.events else (None, [])
+    feed, closers = open_feed(settings, start, end) if plan.events else (None, [])
     replay = Replay(window, plan, send, outcomes, stop=stop, on_progress=on_progress, feed=feed)
     if on_start is not None:
         on_start(replay.stats)
@@ -430,35 +428,3 @@ def run_replay(
         details=stats.to_json(),
     )
     return stats
-
-
-def _feed(settings: Settings, start: date, end: date) -> tuple[EventFeed, list[Callable[[], None]]]:
-    """The event feed of a window on the configured stream, waiting on the online store.
-
-    A store that already knows events long after the window's start (a replay of an
-    earlier window than the last one) is emptied first: its facts would be from the future
-    of the replayed requests, and its watermark would not say when the processor caught up.
-    """
-    schedule = load_schedule(settings, start, end)
-    stream = open_event_stream(settings)
-    _rewind(settings, start)
-    store = open_store(settings, read_only=True)
-    feed = EventFeed(schedule, stream, watermark=store.watermark_us)
-    return feed, [stream.close, store.close]
-
-
-def _rewind(settings: Settings, start: date) -> None:
-    store = open_store(settings)
-    try:
-        mark = store.watermark_us()
-        begins = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1e6)
-        if mark is not None and mark > begins + KEEP_US:
-            _log.warning(
-                "the online store holds events up to %s, after the replayed window's start: "
-                "emptied so that the replay's events rebuild it",
-                _instant(mark).isoformat(),
-            )
-            store.clear()
-            load_reference(settings, store)
-    finally:
-        store.close()

@@ -26,8 +26,7 @@ from vigie.events.local_stream import LocalEventStream
 from vigie.features.processor import open_store
 from vigie.features.store import Lookup, SqliteStore, us
 from vigie.pipelines.run import run_pipeline
-from vigie.replay.events import EventFeed, load_schedule, schedule_from_arrow
-from vigie.replay.player import _rewind
+from vigie.replay.events import EventFeed, load_schedule, rewind_store, schedule_from_arrow
 from vigie.warehouse.connection import connect
 
 T0 = datetime(2013, 3, 1, 11, tzinfo=UTC)
@@ -201,9 +200,9 @@ def test_a_replay_that_rewinds_the_clock_empties_the_store_first(loaded: Setting
     schedule = load_schedule(loaded, date(2013, 1, 1), date(2013, 1, 2))
     store.apply([schedule.event(i) for i in range(len(schedule))])
     store.close()
-    _rewind(loaded, date(2013, 1, 2))  # the store ends a day after: a warm-up, kept
+    rewind_store(loaded, date(2013, 1, 2))  # the store ends a day after: a warm-up, kept
     assert open_store(loaded).watermark_us() is not None
-    _rewind(loaded, date(2012, 12, 1))  # a month earlier: the store is from its future
+    rewind_store(loaded, date(2012, 12, 1))  # a month earlier: the store is from its future
     emptied = open_store(loaded)
     assert emptied.watermark_us() is None
     assert (
