@@ -10,9 +10,12 @@ distances) from the warehouse's dimensions.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlparse
+
+import redis
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
@@ -142,8 +145,13 @@ class FeatureProcessor:
         """Events of the stream not yet applied."""
         return self._consumer.lag()
 
-    def run(self, stop: threading.Event, *, block_ms: int = 500) -> None:
-        """Apply batches until ``stop`` is set; a transport outage is retried."""
+    def run(self, stop: threading.Event, *, block_ms: int = 500, retry_s: float = 1.0) -> None:
+        """Apply batches until ``stop`` is set.
+
+        An outage of the stream or of the store is waited out: the batch in hand was not
+        acknowledged, so it is applied again once they are back (nothing lost, and applying
+        it twice changes nothing).
+        """
         while not stop.is_set():
             try:
                 self.step(block_ms=block_ms)
@@ -151,7 +159,10 @@ class FeatureProcessor:
                 if err.code is not ErrorCode.UNAVAILABLE:
                     raise
                 _log.warning("event stream unavailable, retrying: %s", err)
-                stop.wait(1.0)
+                stop.wait(retry_s)
+            except (redis.RedisError, sqlite3.Error, OSError) as err:
+                _log.warning("online store unavailable, retrying the batch: %s", err)
+                stop.wait(retry_s)
 
     def _prune(self) -> None:
         newest = self.store.watermark_us()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,3 +115,41 @@ def test_a_flight_number_that_is_not_one_is_refused(store: SqliteStore, value: f
     }
     with pytest.raises(VigieError, match="input 'flight': row 0"):
         Enricher(store, str).fill(request, 1, ("carrier", "hour"))
+
+
+def test_the_processor_applies_a_batch_again_after_the_store_failed(tmp_path: Path) -> None:
+    import sqlite3  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from vigie.events.local_stream import LocalEventStream  # noqa: PLC0415
+    from vigie.features.processor import FeatureProcessor  # noqa: PLC0415
+
+    class FailingOnce(SqliteStore):
+        """The embedded store, whose disk refuses the first write."""
+
+        failed = False
+
+        def apply(self, events: Any) -> None:
+            if not self.failed:
+                self.failed = True
+                raise sqlite3.OperationalError("disk I/O error")
+            super().apply(events)
+
+    events, facts = store_checks.day_of_events(flights=30)
+    stream = LocalEventStream(tmp_path / "flights")
+    stream.publish(events)
+    store = FailingOnce(tmp_path / "online.sqlite")
+    processor = FeatureProcessor(store, stream.consumer("features", "p1"))
+    stop = threading.Event()
+    worker = threading.Thread(target=processor.run, args=(stop,), kwargs={"retry_s": 0.01})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while processor.stats.applied < len(events) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert store.failed and processor.stats.applied == len(events)
+    assert store.watermark_us() == max(us(e.occurred_at) for e in events)
+    assert processor.lag() == 0
