@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import secrets
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -158,7 +160,9 @@ def build_snapshot(settings: Settings, spec: ModelSpec, start: date, end: date) 
     path = settings.snapshots_dir / f"{digest}.parquet"
     if not path.exists():
         settings.snapshots_dir.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".parquet.tmp")
+        # a name of its own: two runs may build the same snapshot at once (same content,
+        # same hash); each renames its own file over the path, atomically
+        partial = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         pq.write_table(table, partial)
         partial.replace(path)
     return Snapshot(path, digest, table.num_rows, start, end, tuple(f.name for f in features))

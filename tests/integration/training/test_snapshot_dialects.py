@@ -9,6 +9,7 @@ included. It is the query that once spelt a type only DuckDB knows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -71,3 +72,19 @@ def test_a_snapshot_is_the_same_data_on_both_engines(
     history = [f.name for f in spec.feature_defs() if f.history]
     for name in history:  # filled from the outcomes, not left at the query's NULL
         assert duck_table.column(name).null_count < duck_table.num_rows, name
+
+
+def test_two_runs_building_the_same_snapshot_at_once_both_get_it(
+    engines: tuple[Settings, Settings],
+) -> None:
+    """Two retrainings (two models with the same inputs, or two jobs) may build the same
+    snapshot at once: each writes its own file and renames it over the shared path."""
+    duck, _ = engines
+    spec = load_spec(duck.models_dir, "flight_delay")
+    window = WINDOWS[0]
+    build_snapshot(duck, spec, *window).path.unlink()  # so that all four write it
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        built = list(pool.map(lambda _: build_snapshot(duck, spec, *window), range(4)))
+    assert len({snapshot.content_hash for snapshot in built}) == 1
+    assert built[0].path.exists()
+    assert not list(duck.snapshots_dir.glob("*.tmp")), "a partial file was left behind"
