@@ -63,6 +63,9 @@ class CallState:
             status name for refusals that have none); None while all is well.
         counted: The data plane has counted this request in the metrics (it counts what
             reaches ``infer``; the front end counts what fails before).
+        sent: The status a refusal has begun to send (its name), if any: a call cancelled
+            while its refusal is on the wire (the server stopping as the client reads it)
+            is logged with the status the client got, not as cancelled.
     """
 
     method: str
@@ -72,6 +75,7 @@ class CallState:
     request_id: str = ""
     outcome: str | None = None
     counted: bool = False
+    sent: str | None = None
 
 
 CALL: ContextVar[CallState | None] = ContextVar("vigie_grpc_call", default=None)
@@ -92,8 +96,9 @@ async def refuse(
 ) -> NoReturn:
     """Note the outcome on the call state, then end the call with a status."""
     state = CALL.get()
-    if state is not None and state.outcome is None:
-        state.outcome = code.name
+    if state is not None:
+        state.outcome = state.outcome or code.name
+        state.sent = code.name
     await context.abort(code, message)
     raise AssertionError("ServicerContext.abort always raises")
 
@@ -103,6 +108,7 @@ async def refuse_error(context: grpc.aio.ServicerContext, err: VigieError) -> No
     state = CALL.get()
     if state is not None:
         state.outcome = err.code.value
+        state.sent = status_code(err).name
     await context.abort(status_code(err), err.message)
     raise AssertionError("ServicerContext.abort always raises")
 
@@ -240,7 +246,7 @@ class ServingInterceptor(_UnaryInterceptor):
                 status = _final_status(context, failed=False)
                 return response
             except asyncio.CancelledError:
-                status = "CANCELLED"
+                status = state.sent or "CANCELLED"
                 raise
             except BaseException:
                 status = _final_status(context, failed=True)
