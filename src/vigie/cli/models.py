@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,8 +14,9 @@ from vigie.cli.common import err_console, guarded, out, parse_date
 from vigie.cli.common import settings as build_settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.registry import GateReport, Registry
-from vigie.retraining.lifecycle import assess, promote, require_model, train_and_register
-from vigie.training.train import EpochReport
+
+if TYPE_CHECKING:
+    from vigie.training.train import EpochReport
 
 registry_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 #: Metrics shown in the registry listing.
@@ -40,6 +41,8 @@ def train(
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "manual",
 ) -> None:
     """Train a model on a warehouse window, export it to ONNX and register a candidate."""
+    from vigie.retraining.lifecycle import require_model, train_and_register  # noqa: PLC0415 (the train extra, imported when used)
+
     settings = build_settings()
     require_model(settings, model)
     start, end = parse_date(date_from, "--from"), parse_date(date_to, "--to")
@@ -127,6 +130,8 @@ def registry_promote(
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "manual",
 ) -> None:
     """Run the version's gates and move the alias when they all pass."""
+    from vigie.retraining.lifecycle import assess, promote  # noqa: PLC0415 (the train extra, imported when used)
+
     settings = build_settings()
     report = assess(settings, model, version)
     _print_gates(report)

@@ -17,24 +17,21 @@ from vigie.errors import ErrorCode, VigieError
 
 monitor_app = typer.Typer(help="The drift sidecar: windows, drift, quality, reports.")
 
-SIDECAR = Path("monitoring") / "sidecar.py"
+#: The sidecar's web edge, run from the installed package.
+SIDECAR = "vigie.monitoring.web"
 
 
 @monitor_app.command("serve")
 @guarded
 def serve(
     working_dir: Annotated[
-        Path, typer.Option(help="Folder holding monitoring/sidecar.py (the repository root).")
+        Path, typer.Option(help="Working folder of the sidecar (relative settings start there).")
     ] = Path(),
 ) -> None:
     """Run the drift sidecar (pages, JSON, /metrics on port 3001) until interrupted."""
     settings = build_settings()
-    if not (working_dir / SIDECAR).is_file():
-        raise VigieError(
-            ErrorCode.CONFIGURATION,
-            f"no {SIDECAR} under {working_dir.resolve()}: "
-            "run from the repository root or pass --working-dir",
-        )
+    if not working_dir.is_dir():
+        raise VigieError(ErrorCode.CONFIGURATION, f"no folder {working_dir.resolve()}")
     base = f"http://{settings.host}:{settings.monitor_port}"
     out.print(
         f"[bold]vigie drift sidecar[/]\n  pages: {base}/   metrics: {base}/metrics   "
@@ -43,7 +40,7 @@ def serve(
         highlight=False,
     )
     env = {**os.environ, "DO_NOT_TRACK": "1"}
-    raise typer.Exit(run_foreground([sys.executable, str(SIDECAR)], working_dir, env))
+    raise typer.Exit(run_foreground([sys.executable, "-m", SIDECAR], working_dir, env))
 
 
 @monitor_app.command("analyse")

@@ -7,7 +7,7 @@ checker, prints each step as a table and writes the JSON report and the CI job s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,8 +15,10 @@ from rich.table import Table
 from vigie.cli.common import guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.retraining.live_checks import HttpLiveChecker, LoadLimits
-from vigie.retraining.promotion import PromotionOptions, PromotionReport, promote_version
 from vigie.serving.client import local_predict_key
+
+if TYPE_CHECKING:
+    from vigie.retraining.promotion import PromotionReport
 
 _STYLE = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
 
@@ -54,6 +56,8 @@ def promote(
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "vigie promote",
 ) -> None:
     """Promote a candidate: gates, staging, live smoke and load checks, production, rollback."""
+    from vigie.retraining.promotion import PromotionOptions, promote_version  # noqa: PLC0415 (the train extra, imported when used)
+
     settings = build_settings()
     checker = None
     if not skip_live_checks:

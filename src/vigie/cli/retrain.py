@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vigie.cli.common import err_console, guarded, out, parse_date
 from vigie.cli.common import settings as build_settings
-from vigie.retraining.job import RetrainOptions, RunStatus, retrain
 from vigie.retraining.quality import DEFAULT_MIN_ROWS
 from vigie.retraining.triggers import DEFAULT_MAX_AGE_DAYS, AlreadyRunning
-from vigie.training.train import EpochReport
+
+if TYPE_CHECKING:
+    from vigie.training.train import EpochReport
 
 #: Exit status when another retraining of the model holds its lock (sysexits EX_TEMPFAIL:
 #: nothing went wrong, the run that holds it does the work).
@@ -49,6 +50,8 @@ def retrain_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """Retrain a model on a fresh window and register the challenger as candidate."""
+    from vigie.retraining.job import RetrainOptions, RunStatus, retrain  # noqa: PLC0415 (the train extra, imported when used)
+
     settings = build_settings()
     options = RetrainOptions(
         model=model,

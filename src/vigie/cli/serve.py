@@ -16,7 +16,7 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.serving.auth import ensure_local_keys
 
-SERVICE = "services.prediction.service:VigiePrediction"
+SERVICE = "vigie.serving.service:VigiePrediction"
 
 #: One March 2013 flight, as /predict takes it (missing fields are allowed).
 EXAMPLE_FLIGHT = (
@@ -28,17 +28,13 @@ EXAMPLE_FLIGHT = (
 @guarded
 def serve(
     working_dir: Annotated[
-        Path, typer.Option(help="Folder holding services/prediction (the repository root).")
+        Path, typer.Option(help="Working folder of the service (relative settings start there).")
     ] = Path(),
 ) -> None:
     """Serve every model whose production alias is set, until interrupted."""
     settings = build_settings()
-    if not (working_dir / "services" / "prediction" / "service.py").is_file():
-        raise VigieError(
-            ErrorCode.CONFIGURATION,
-            f"no services/prediction/service.py under {working_dir.resolve()}: "
-            "run from the repository root or pass --working-dir",
-        )
+    if not working_dir.is_dir():
+        raise VigieError(ErrorCode.CONFIGURATION, f"no folder {working_dir.resolve()}")
     keys = ensure_local_keys(settings) or settings.secrets_dir / "api_keys.local"
     _print_usage(settings, keys)
     command = [

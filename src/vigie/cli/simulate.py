@@ -18,7 +18,7 @@ import subprocess
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,17 +31,11 @@ from vigie.events.outcomes import read_outcomes
 from vigie.events.payload_log import read_entries
 from vigie.features.processor import load_reference, open_store
 from vigie.retraining.live_checks import HttpLiveChecker, LiveChecker
-from vigie.retraining.simulation import (
-    LATE_MINUTES,
-    DriftMonth,
-    ServedMonth,
-    SimulationOptions,
-    run_simulation,
-    start_version,
-    write_report,
-)
 from vigie.serving.client import local_predict_key
 from vigie.serving.harness import ServiceProcess, free_port
+
+if TYPE_CHECKING:
+    from vigie.retraining.simulation import DriftMonth, ServedMonth
 
 #: The payload log counts as flushed when no entry arrived for this long.
 SETTLE_S = 3.0
@@ -81,10 +75,17 @@ def simulate(
         "docs"
     ),
     working_dir: Annotated[
-        Path, typer.Option(help="The repository root (services/prediction).")
+        Path, typer.Option(help="Working folder of the service (relative settings start there).")
     ] = Path(),
 ) -> None:
     """Replay a year month by month through the service, retrain and promote: the closed loop."""
+    from vigie.retraining.simulation import (  # noqa: PLC0415 (the train extra, imported when used)
+        SimulationOptions,
+        run_simulation,
+        start_version,
+        write_report,
+    )
+
     began = time.monotonic()
     settings = build_settings()
     options = SimulationOptions(
@@ -218,6 +219,8 @@ class _ServiceLoop:
 
     def served(self) -> ServedMonth:
         """The predictions served since the replay began, joined with the labels."""
+        from vigie.retraining.simulation import LATE_MINUTES, ServedMonth  # noqa: PLC0415 (the train extra, imported when used)
+
         entries, self._payload_after = _settle(self._entries, self._payload_after)
         self._read_labels()
         scores: list[float] = []
@@ -261,6 +264,8 @@ class _ServiceLoop:
 
     def analyse(self) -> DriftMonth:
         """Drain the logs into the sidecar core and close its open windows."""
+        from vigie.retraining.simulation import DriftMonth  # noqa: PLC0415 (the train extra, imported when used)
+
         errors = self._tolerant(self.monitor.drain) + self._tolerant(
             self.monitor.close_open_windows
         )

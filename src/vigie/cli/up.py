@@ -73,7 +73,7 @@ def up(
         bool, typer.Option("--exit", help="Stop everything once the replay is analysed.")
     ] = False,
     working_dir: Annotated[
-        Path, typer.Option(help="The repository root (services/, monitoring/).")
+        Path, typer.Option(help="Working folder of the servers (relative settings start there).")
     ] = Path(),
 ) -> None:
     """Serve, monitor, replay 2013, retrain and promote on drift: the live loop."""

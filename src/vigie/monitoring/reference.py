@@ -22,8 +22,7 @@ from vigie.features.catalogue import TARGET_COLUMN, FeatureKind
 from vigie.monitoring.drift import ColumnKind, ReferenceProfile
 from vigie.registry.registry import Registry
 from vigie.runtime import OnnxModel
-from vigie.training.spec import ModelSpec, Task
-from vigie.training.train import labels
+from vigie.training.spec import ModelSpec, Task, labels
 
 #: The column of the drift reference and windows that holds the model's output.
 PREDICTION = "prediction"

@@ -1,7 +1,7 @@
 """The drift sidecar's core: payload log + delayed outcomes in, window results out.
 
 :class:`Monitor` is driven by :meth:`Monitor.poll` (the HTTP shell in
-``monitoring/sidecar.py`` calls it in a loop, tests call it directly). Each poll:
+``vigie.monitoring.web`` calls it in a loop, tests call it directly). Each poll:
 
 1. reads new payload-log entries and adds their rows to the open window of their model
    version (the version's reference is loaded from the registry on first sight);

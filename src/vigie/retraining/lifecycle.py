@@ -37,8 +37,8 @@ from vigie.runtime import OnnxModel
 from vigie.training.evaluate import metrics as score
 from vigie.training.pipeline import CandidateBundle, build_candidate
 from vigie.training.snapshot import build_snapshot
-from vigie.training.spec import load_spec
-from vigie.training.train import Progress, labels
+from vigie.training.spec import labels, load_spec
+from vigie.training.train import Progress
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from vigie.serving.client import local_predict_key
 
 #: The interface the servers started here bind to unless told otherwise.
 LOOPBACK = "127.0.0.1"
-#: The BentoML service of ``services/prediction`` (found under the child's working folder).
-SERVICE = "services.prediction.service:VigiePrediction"
+#: The BentoML service (in the installed package, so any working folder serves).
+SERVICE = "vigie.serving.service:VigiePrediction"
 #: The readiness route of the Open Inference Protocol v2.
 READY_PATH = "/v2/health/ready"
 #: Seconds a child is given to become ready.
@@ -295,7 +295,7 @@ class ServiceProcess:
                 ``VIGIE_GRPC_PORT``, ``DO_NOT_TRACK``, ``BENTOML_DO_NOT_TRACK``).
             command: What to run; None: :func:`bentoml_command`. A command given reads its
                 address and ports from that environment, as ``vigie serve`` does.
-            cwd: Its working folder (``bentoml serve`` needs ``services/prediction`` there).
+            cwd: Its working folder (relative settings, such as ``VIGIE_HOME``, start there).
             host: The address it listens on.
             rest_port: Its HTTP port; None: a free one.
             grpc_port: Its gRPC port; None: a free one.

@@ -1,6 +1,6 @@
 """The Open Inference Protocol v2 over REST: a Starlette app over the worker's data plane.
 
-The app is mounted into BentoML's server (see ``services/prediction/service.py``) and finds
+The app is mounted into BentoML's server (see ``vigie.serving.service``) and finds
 the worker's data plane through a :class:`RestContext` getter, so that it holds no state
 of its own. It only authenticates and translates: the body to a
 :class:`~vigie.serving.inference.Call` and a decoder (:mod:`vigie.serving.oip`, the JSON

@@ -1,6 +1,6 @@
 """The typed ``POST /predict`` edge: flights by feature name in, one prediction each out.
 
-BentoML serves the route (``services/prediction/service.py`` declares it); everything it
+BentoML serves the route (``vigie.serving.service`` declares it); everything it
 does is here. :class:`AuthenticateFirst` checks the API key before BentoML reads and
 validates the body, so a caller without a valid key learns nothing about the schema: it
 gets 401 (or 403) whatever it sent, as on OIP REST and gRPC. :func:`predict_flights` then

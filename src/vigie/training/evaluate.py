@@ -22,8 +22,7 @@ from sklearn.metrics import (
 )
 
 from vigie.features.catalogue import FeatureKind
-from vigie.training.spec import ModelSpec, Task
-from vigie.training.train import labels
+from vigie.training.spec import ModelSpec, Task, labels
 
 Predict = Callable[[pd.DataFrame], npt.NDArray[np.float32]]
 

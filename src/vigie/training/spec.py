@@ -11,11 +11,20 @@ import enum
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vigie.errors import ErrorCode, VigieError
-from vigie.features.catalogue import Feature, FeatureKind, check_policy, resolve_features
+from vigie.features.catalogue import (
+    TARGET_COLUMN,
+    Feature,
+    FeatureKind,
+    check_policy,
+    resolve_features,
+)
 from vigie.governance.policy import DataPolicy, load_policy
 
 
@@ -183,3 +192,12 @@ def load_spec(models_dir: Path, name: str, *, policy: DataPolicy | None = None) 
         )
     check_policy(spec.feature_defs(), policy if policy is not None else load_policy())
     return spec
+
+
+def labels(spec: ModelSpec, frame: pd.DataFrame) -> npt.NDArray[np.float32]:
+    """The label of each row: 1/0 late for a classifier, minutes for a regressor."""
+    delay = frame[TARGET_COLUMN].to_numpy(dtype=np.float64)
+    if spec.task is Task.CLASSIFICATION:
+        assert spec.target.threshold_minutes is not None  # checked by the spec
+        return (delay > spec.target.threshold_minutes).astype(np.float32)
+    return delay.astype(np.float32)

@@ -18,11 +18,11 @@ from torch import nn
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
-from vigie.features.catalogue import TARGET_COLUMN, FeatureKind
+from vigie.features.catalogue import FeatureKind
 from vigie.training.net import OutputHead, TabularNet
 from vigie.training.preprocess import Frame, Preprocessor
 from vigie.training.snapshot import Snapshot
-from vigie.training.spec import ModelSpec, Task
+from vigie.training.spec import ModelSpec, Task, labels
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +117,6 @@ def time_split(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.D
             f"a window of {len(ordered)} rows is too small to hold out {fraction:.0%}",
         )
     return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)
-
-
-def labels(spec: ModelSpec, frame: pd.DataFrame) -> npt.NDArray[np.float32]:
-    """The label of each row: 1/0 late for a classifier, minutes for a regressor."""
-    delay = frame[TARGET_COLUMN].to_numpy(dtype=np.float64)
-    if spec.task is Task.CLASSIFICATION:
-        assert spec.target.threshold_minutes is not None  # checked by the spec
-        return (delay > spec.target.threshold_minutes).astype(np.float32)
-    return delay.astype(np.float32)
 
 
 def train_model(

@@ -212,7 +212,7 @@ def test_reports_left_waiting_are_published_after_a_restart(
 
 @pytest.fixture(scope="module")
 def sidecar(home: Settings, analysed: Monitor) -> Iterator[str]:
-    """The sidecar process (``monitoring/sidecar.py``) over the analysed home."""
+    """The sidecar process (the ``monitoring/sidecar.py`` shell) over the analysed home."""
     port = free_port()
     env = {
         **os.environ,

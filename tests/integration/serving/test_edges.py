@@ -286,7 +286,7 @@ def test_predict_is_traced_and_the_oip_routes_are_not(
     assert untraced.headers["x-vigie-request-id"]
 
 
-#: The service's request deadline (``traffic={"timeout": 30}`` in services/prediction).
+#: The service's request deadline (``traffic={"timeout": 30}`` in vigie.serving.service).
 DEADLINE_S = 30
 
 

@@ -1,6 +1,6 @@
 """OIP v2 over gRPC against the real BentoML service, with the official tritonclient.
 
-The service runs as a subprocess (``bentoml serve services.prediction.service:...``) on
+The service runs as a subprocess (``bentoml serve vigie.serving.service:...``) on
 free loopback ports over a small trained registry (the ``server`` fixture of this folder's
 conftest, both models in production). tritonclient.grpc
 runs in a subprocess too (``tests/unit/serving/test_grpc_tritonclient.py``): its protos

@@ -13,8 +13,8 @@ from vigie.governance.policy import load_policy
 from vigie.pipelines.run import run_pipeline
 from vigie.training.evaluate import metrics
 from vigie.training.snapshot import build_snapshot
-from vigie.training.spec import load_spec
-from vigie.training.train import labels, train_model
+from vigie.training.spec import labels, load_spec
+from vigie.training.train import train_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
