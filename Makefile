@@ -7,9 +7,22 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export BENTOML_DO_NOT_TRACK := True
 
-.PHONY: setup run serve monitor loadtest test lint proto proto-check unit integration bench clean
+
+.PHONY: deploy-tools images setup run serve monitor loadtest test lint proto proto-check unit integration bench clean
 
 setup: $(STAMP)
+
+## deploy-tools: the manifest and image checkers (checkov, kubernetes-validate, hadolint) in a
+## venv of their own: checkov pins packages (packaging, networkx) that vigie's do not share.
+TOOLS_VENV ?= .venv-deploy
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+deploy-tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): deploy/tools-requirements.txt
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r deploy/tools-requirements.txt
+	@touch $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,9 +57,15 @@ monitor: setup
 serve: setup
 	$(BIN)/vigie serve
 
+## images: the serving, sidecar and jobs images (deploy/README.md); needs a Docker engine or
+## root to start one, and debootstrap for the base. serve-cuda: python deploy/images.py build serve-cuda
+images: setup
+	$(BIN)/python deploy/images.py build serve monitor jobs
+	$(BIN)/python deploy/images.py sizes
+
 ## test: lint, types, import contracts, then unit, integration and e2e tests.
-test: lint
-	$(BIN)/python -m pytest -p no:cacheprovider
+test: lint deploy-tools
+	$(BIN)/python -m pytest -p no:cacheprovider --durations=30
 
 ## proto: generate the OIP v2 gRPC code from its .proto (the contract; never edit the output).
 PROTO := src/vigie/serving/proto/grpc_predict_v2.proto
@@ -61,8 +80,8 @@ proto-check: proto
 	git diff --exit-code -- src/vigie/serving/proto/
 
 lint: setup proto-check
-	$(BIN)/ruff check src tests loadtests services monitoring
-	$(BIN)/ruff format --check src tests loadtests services monitoring
+	$(BIN)/ruff check src tests loadtests services monitoring deploy k8s
+	$(BIN)/ruff format --check src tests loadtests services monitoring deploy k8s
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -85,4 +104,4 @@ bench: setup
 	$(BIN)/python loadtests/bench_drift.py
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) var .mypy_cache .ruff_cache

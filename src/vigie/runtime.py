@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,8 +52,22 @@ def execution_providers(device: str, *, cuda_tf32: bool = False) -> list[Any]:
     """
     if device != "cuda":
         return ["CPUExecutionProvider"]
+    _preload_cuda_libraries()
     cuda = ("CUDAExecutionProvider", {"use_tf32": "1" if cuda_tf32 else "0"})
     return [cuda, "CPUExecutionProvider"]
+
+
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from NVIDIA's pip packages where they are installed (the CUDA
+    image installs ``onnxruntime-gpu[cuda,cudnn]``; a host with a system CUDA needs none)."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu 1.21 and later
+    if preload is None:
+        return
+    try:
+        preload()
+    except (OSError, RuntimeError) as err:  # the session's own loading then says what lacks
+        logging.getLogger(__name__).warning("CUDA libraries not preloaded: %s", err)
 
 
 class OnnxModel:
