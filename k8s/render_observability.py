@@ -11,7 +11,7 @@ on a laptop. Kustomize reads no file outside its root, so this script copies the
   (the label Grafana's dashboard sidecar looks for), holding the JSON file as it is.
 
 Run it after changing a rule or a dashboard (``--check`` only says whether the files are
-up to date; ``tests/integration/deploy/test_manifests.py`` fails when they are not)::
+up to date; ``tests/integration/deploy/test_references.py`` fails when they are not)::
 
     .venv/bin/python k8s/render_observability.py
 """

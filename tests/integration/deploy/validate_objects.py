@@ -1,8 +1,8 @@
 """Validate rendered Kubernetes objects; run by the deploy tools' interpreter, not vigie's.
 
-``test_manifests.py`` runs this file with the Python of the manifest checkers' virtual
-environment (``VIGIE_DEPLOY_TOOLS``, where kubernetes-validate and jsonschema live; vigie's
-own environment has neither). Input on stdin, JSON::
+``test_render_and_policy.py`` runs this file with the Python of the manifest checkers'
+virtual environment (``VIGIE_DEPLOY_TOOLS``, where kubernetes-validate and jsonschema live;
+vigie's own environment has neither). Input on stdin, JSON::
 
     {"versions": ["1.30.0", ...], "objects": [{"source": "dev", "object": {...}}, ...]}
 
