@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -13,13 +15,19 @@ from rich.console import Console
 
 from vigie.config import Settings, load_settings
 from vigie.errors import EXIT_CODES, ErrorCode, VigieError
+from vigie.governance.access import LOCAL_OPERATOR, PERMISSIONS, roles_with
 from vigie.log import configure_logging
+from vigie.serving.auth import Authenticator
+
+#: The variable holding the caller's API key, for commands that need a permission.
+API_KEY_VARIABLE = "VIGIE_API_KEY"
 
 # Tables keep their columns in logs and CI output, where there is no terminal width.
 out = Console(width=None if sys.stdout.isatty() else 140)
 # soft_wrap: an error stays one greppable line when stderr is not a terminal
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+_log = logging.getLogger(__name__)
 
 
 def guarded(func: F) -> F:
@@ -46,6 +54,37 @@ def settings() -> Settings:
     built = load_settings()
     configure_logging(built.log_level, built.log_format)
     return built
+
+
+def authorized(permission: str) -> Settings:
+    """The settings of a command that needs ``permission``, once the caller holds it.
+
+    The caller presents its API key in ``VIGIE_API_KEY``; the key's role must grant the
+    permission (:mod:`vigie.governance.access`), and the actor of what the command then
+    writes to the audit log is the key's id. Without a key, the person at the command line
+    of a local-mode home (who owns its files) acts as ``VIGIE_ACTOR``; in production mode a
+    key is required. Refusals are written to the audit log (``auth.check``, protocol
+    ``cli``).
+
+    Raises:
+        VigieError: UNAUTHENTICATED without a valid key in production mode, or with an
+            invalid one; FORBIDDEN when the key's role lacks the permission.
+    """
+    built = settings()
+    token = os.environ.get(API_KEY_VARIABLE, "").strip() or None
+    if token is None and built.mode == "local":
+        _log.debug("%s acts as %s (local mode, no key)", built.actor, LOCAL_OPERATOR)
+        return built
+    try:
+        key_id = Authenticator(built, refresh_s=0.0).check(token, permission, "cli")
+    except VigieError as error:
+        allowed = ", ".join(roles_with(permission))
+        raise VigieError(
+            error.code,
+            f"{error.message}; this command needs {permission!r} ({PERMISSIONS[permission]}): "
+            f"set {API_KEY_VARIABLE} to a key of role {allowed}",
+        ) from None
+    return built.model_copy(update={"actor": key_id})
 
 
 def parse_date(value: str | None, option: str) -> date | None:

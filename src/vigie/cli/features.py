@@ -16,8 +16,7 @@ from typing import Annotated
 import typer
 from prometheus_client import start_http_server
 
-from vigie.cli.common import err_console, guarded, out
-from vigie.cli.common import settings as build_settings
+from vigie.cli.common import authorized, err_console, guarded, out
 from vigie.features.processor import load_reference, open_processor, open_store
 from vigie.replay.events import instant
 
@@ -29,7 +28,7 @@ features_app = typer.Typer(help="The feature processor and the online feature st
 def load_reference_command() -> None:
     """Copy the aircraft (pseudonymised tail numbers) and route distances from the warehouse
     into the online store."""
-    settings = build_settings()
+    settings = authorized("data.load")
     store = open_store(settings)
     try:
         planes, routes = load_reference(settings, store)
@@ -50,7 +49,7 @@ def process(
 ) -> None:
     """Apply the flight and weather events to the online store until interrupted (SIGINT or
     SIGTERM finish the batch in hand first)."""
-    settings = build_settings()
+    settings = authorized("data.load")
     processor = open_processor(settings, name=name)
     port = settings.features_metrics_port if metrics_port is None else metrics_port
     if port and not once:

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vigie.cli.common import guarded, out
-from vigie.cli.common import settings as build_settings
+from vigie.cli.common import authorized, guarded, out
 from vigie.serving.auth import create_key, list_keys, revoke_key
 
 keys_app = typer.Typer(help="API keys of the prediction service.", no_args_is_help=True)
@@ -20,7 +19,7 @@ def keys_create(
     role: Annotated[str, typer.Option(help="predict or admin.")] = "predict",
 ) -> None:
     """Create a key; its secret is shown once, only its hash is stored."""
-    settings = build_settings()
+    settings = authorized("keys.manage")
     key_id, secret = create_key(settings, role, actor=settings.actor)
     out.print(f"key {key_id} (role {role}); keep this secret, it is not stored:")
     out.print(secret, highlight=False)
@@ -33,7 +32,7 @@ def keys_list() -> None:
     table = Table(title="API keys")
     for column in ("id", "role", "created", "by", "expires", "revoked"):
         table.add_column(column)
-    for key in list_keys(build_settings()):
+    for key in list_keys(authorized("keys.manage")):
         table.add_row(
             key.id,
             key.role,
@@ -49,6 +48,6 @@ def keys_list() -> None:
 @guarded
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id.")]) -> None:
     """Revoke a key; every worker refuses it within about a second."""
-    settings = build_settings()
+    settings = authorized("keys.manage")
     revoke_key(settings, key_id, actor=settings.actor)
     out.print(f"revoked {key_id}")

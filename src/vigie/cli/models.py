@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vigie.cli.common import err_console, guarded, out, parse_date
+from vigie.cli.common import authorized, err_console, guarded, out, parse_date
 from vigie.cli.common import settings as build_settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.registry import GateReport, Registry
@@ -43,7 +43,7 @@ def train(
     """Train a model on a warehouse window, export it to ONNX and register a candidate."""
     from vigie.retraining.lifecycle import require_model, train_and_register  # noqa: PLC0415 (the train extra, imported when used)
 
-    settings = build_settings()
+    settings = authorized("model.train")
     require_model(settings, model)
     start, end = parse_date(date_from, "--from"), parse_date(date_to, "--to")
     if start is None or end is None or start > end:
@@ -132,7 +132,7 @@ def registry_promote(
     """Run the version's gates and move the alias when they all pass."""
     from vigie.retraining.lifecycle import assess, promote  # noqa: PLC0415 (the train extra, imported when used)
 
-    settings = build_settings()
+    settings = authorized("registry.promote")
     report = assess(settings, model, version)
     _print_gates(report)
     change = promote(settings, model, report, to=to, reason=reason)
@@ -165,5 +165,5 @@ def registry_rollback(
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "manual",
 ) -> None:
     """Return production to the previous production version."""
-    change = Registry(build_settings()).rollback(model, reason=reason)
+    change = Registry(authorized("registry.promote")).rollback(model, reason=reason)
     out.print(f"{model}: production {change.from_version} -> {change.to_version}")

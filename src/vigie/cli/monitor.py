@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vigie.cli.children import run_foreground
-from vigie.cli.common import guarded, out
+from vigie.cli.common import authorized, guarded, out
 from vigie.cli.common import settings as build_settings
 from vigie.errors import ErrorCode, VigieError
 
@@ -56,7 +56,7 @@ def analyse(
     """One pass over what the payload and outcome logs hold now (no server)."""
     from vigie.monitoring.sidecar import Monitor  # noqa: PLC0415 (Evidently-free start-up)
 
-    settings = build_settings()
+    settings = authorized("monitor.read")
     monitor = Monitor(settings)
     monitor.start()
     monitor.drain()

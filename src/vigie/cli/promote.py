@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from vigie.cli.common import guarded, out
-from vigie.cli.common import settings as build_settings
+from vigie.cli.common import authorized, guarded, out
 from vigie.retraining.live_checks import HttpLiveChecker, LoadLimits
 from vigie.serving.client import local_predict_key
 
@@ -58,7 +57,7 @@ def promote(
     """Promote a candidate: gates, staging, live smoke and load checks, production, rollback."""
     from vigie.retraining.promotion import PromotionOptions, promote_version  # noqa: PLC0415 (the train extra, imported when used)
 
-    settings = build_settings()
+    settings = authorized("registry.promote")
     checker = None
     if not skip_live_checks:
         checker = HttpLiveChecker(url, key or local_predict_key(settings))

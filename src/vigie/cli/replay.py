@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vigie.cli.common import err_console, guarded, out, parse_date
+from vigie.cli.common import authorized, err_console, guarded, out, parse_date
 from vigie.cli.common import settings as build_settings
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
@@ -248,7 +248,7 @@ def ingest(
     poll: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 1.0,
 ) -> None:
     """Load the payload log into fact_prediction and the outcome log into fact_outcome."""
-    settings = build_settings()
+    settings = authorized("data.load")
     stop = threading.Event()
     with _stop_on_interrupt(stop, "stopping after the current batch"):
         if follow:

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vigie.cli.common import err_console, guarded, out, parse_date
-from vigie.cli.common import settings as build_settings
+from vigie.cli.common import authorized, err_console, guarded, out, parse_date
 from vigie.retraining.quality import DEFAULT_MIN_ROWS
 from vigie.retraining.triggers import DEFAULT_MAX_AGE_DAYS, AlreadyRunning
 
@@ -52,7 +51,7 @@ def retrain_command(
     """Retrain a model on a fresh window and register the challenger as candidate."""
     from vigie.retraining.job import RetrainOptions, RunStatus, retrain  # noqa: PLC0415 (the train extra, imported when used)
 
-    settings = build_settings()
+    settings = authorized("model.train")
     options = RetrainOptions(
         model=model,
         reason=reason,

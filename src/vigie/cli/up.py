@@ -33,6 +33,7 @@ from vigie.cli.up_loop import RetrainingLoop
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.features.processor import load_reference, open_store
+from vigie.serving.client import operator_key
 from vigie.serving.harness import READY_PATH, wait_ready
 
 #: The sidecar counts as caught up when its counters stay put this long.
@@ -167,6 +168,8 @@ class _Live:
             timeout=START_TIMEOUT_S,
         )
         out.print(f"[bold]service ready[/] {self.rest}   [bold]sidecar ready[/] {self.sidecar}/")
+        out.print("  the sidecar's pages ask for a key: any user name, and the admin key of")
+        out.print(f"  {self.settings.secrets_dir / 'api_keys.local'} as the password")
         if ingest:
             self.consumers.append(
                 start_logged(vigie_command("ingest", "--follow"), self.env, logs / "ingest.log")
@@ -183,7 +186,7 @@ class _Live:
         code = subprocess.call(command, env=self.env)
         if code != 0:
             out.print(f"[yellow]the replay ended with status {code}[/]")
-        _settle(self.sidecar, self.stopping)
+        _settle(self.sidecar, self.stopping, sidecar_headers(self.settings))
 
     def finish_loop(self) -> None:
         """Let the loop end its run, then serve the requests of the replay's last windows."""
@@ -192,7 +195,7 @@ class _Live:
         self.loop_stop.set()
         self.loop_thread.join()
         if not self.stopping.is_set() and self.loop.step(self.stopping):
-            _settle(self.sidecar, self.stopping)
+            _settle(self.sidecar, self.stopping, sidecar_headers(self.settings))
 
     def wait(self) -> None:
         """Until a signal or a child's exit."""
@@ -229,13 +232,20 @@ def _day(text: str, option: str) -> date:
         ) from err
 
 
-def _settle(sidecar: str, stopping: threading.Event) -> None:
+def sidecar_headers(settings: Settings) -> dict[str, str]:
+    """The key a command presents to the sidecar (``VIGIE_API_KEY`` or local mode's admin
+    key): its pages and JSON need ``monitor.read``."""
+    key = operator_key(settings)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _settle(sidecar: str, stopping: threading.Event, headers: dict[str, str]) -> None:
     """Wait until the sidecar has read everything (its counters stop moving)."""
     previous: tuple[int, int] | None = None
     stable_since = time.monotonic()
     while not stopping.is_set():
         try:
-            health = httpx.get(f"{sidecar}/api/health", timeout=5.0).json()
+            health = httpx.get(f"{sidecar}/api/health", headers=headers, timeout=5.0).json()
         except (httpx.HTTPError, ValueError):
             return
         counts = (int(health["entries_read"]), int(health["outcomes_read"]))
@@ -264,9 +274,12 @@ def _rising(first: dict[str, Any], last: dict[str, Any], count: int = 4) -> str:
 
 
 def _summary(settings: Settings, sidecar: str) -> None:
+    headers = sidecar_headers(settings)
     try:
-        windows = httpx.get(f"{sidecar}/api/windows", timeout=10.0).json()
-        requests = httpx.get(f"{sidecar}/api/retraining-requests", timeout=10.0).json()
+        windows = httpx.get(f"{sidecar}/api/windows", headers=headers, timeout=10.0).json()
+        requests = httpx.get(
+            f"{sidecar}/api/retraining-requests", headers=headers, timeout=10.0
+        ).json()
     except (httpx.HTTPError, ValueError) as err:
         out.print(f"[yellow]cannot read the sidecar's results: {err}[/]")
         return

@@ -12,25 +12,35 @@ monitor produced:
   ``/api/retraining-requests``: the same as JSON;
 - ``/metrics``: Prometheus; ``/health/live`` and ``/health/ready``.
 
+Every route but the last three needs an API key whose role grants ``monitor.read``
+(:mod:`vigie.governance.access`: service, sre, ml_engineer, data_engineer, auditor, admin),
+as a Bearer token, an ``X-API-Key`` header or a browser's Basic password.
+
 SIGTERM or Ctrl-C stops the server, then the poller, then finishes queued reports.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vigie.config import Settings, load_settings
+from vigie.errors import ErrorCode, VigieError
 from vigie.log import configure_logging
 from vigie.monitoring.pages import render_index, render_not_found, render_window
 from vigie.monitoring.sidecar import Monitor
+from vigie.serving.auth import Authenticator, parse_bearer
 
 _log = logging.getLogger("vigie.monitoring.sidecar")
 
@@ -71,8 +81,68 @@ class Poller:
                 self._stop.wait(self.interval)
 
 
-def build_app(monitor: Monitor, poller: Poller | None = None) -> Starlette:
-    """The sidecar's HTTP application over ``monitor``."""
+#: Routes open without a key: the probes and Prometheus' scrape.
+OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+#: The permission the pages, reports and JSON need (vigie.governance.access).
+READ_PERMISSION = "monitor.read"
+
+
+class RequireKey:
+    """Refuses every route but :data:`OPEN_PATHS` to a caller without ``monitor.read``.
+
+    The key comes as ``Authorization: Bearer <key>``, ``X-API-Key: <key>`` or, for a
+    browser, HTTP Basic with the key as the password (a 401 asks the browser for it).
+    Refusals are audited by the authenticator (protocol ``sidecar``).
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = self.authenticator.check(
+                presented_key(Headers(scope=scope)), READ_PERMISSION, "sidecar"
+            )
+        except VigieError as error:
+            await _refusal(error)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The API key a request presents (Bearer, X-API-Key, or Basic's password)."""
+    authorization = headers.get("authorization", "")
+    bearer = parse_bearer(authorization)
+    if bearer:
+        return bearer
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() == "basic" and encoded:
+        try:
+            password = base64.b64decode(encoded, validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return password.strip() or None
+    return headers.get("x-api-key", "").strip() or None
+
+
+def _refusal(error: VigieError) -> Response:
+    status = 403 if error.code is ErrorCode.FORBIDDEN else 401
+    body = {"error": error.message, "code": error.code.value}
+    headers = {"WWW-Authenticate": 'Basic realm="vigie drift sidecar", charset="UTF-8"'}
+    return JSONResponse(body, status, headers=headers if status == 401 else None)
+
+
+def build_app(
+    monitor: Monitor, poller: Poller | None = None, authenticator: Authenticator | None = None
+) -> Starlette:
+    """The sidecar's HTTP application over ``monitor``; every route but the probes and
+    ``/metrics`` needs a key with ``monitor.read`` (none is asked when ``authenticator``
+    is None: tests of the pages alone)."""
 
     def _not_found(message: str) -> HTMLResponse:
         return HTMLResponse(render_not_found(message), status_code=404)
@@ -140,7 +210,9 @@ def build_app(monitor: Monitor, poller: Poller | None = None) -> Starlette:
         return JSONResponse({"ready": ok, "status": status}, 200 if ok else 503)
 
     window = "/models/{model}/versions/{version}/windows/{window_id}"
+    guard = [] if authenticator is None else [Middleware(RequireKey, authenticator=authenticator)]
     return Starlette(
+        middleware=guard,
         routes=[
             Route("/", index),
             Route(window, window_page),
@@ -152,7 +224,7 @@ def build_app(monitor: Monitor, poller: Poller | None = None) -> Starlette:
             Route("/metrics", metrics),
             Route("/health/live", live),
             Route("/health/ready", ready),
-        ]
+        ],
     )
 
 
@@ -175,7 +247,7 @@ def main(settings: Settings | None = None) -> None:
     _log.info("drift sidecar on http://%s:%d", settings.host, settings.monitor_port)
     try:
         uvicorn.run(
-            build_app(monitor, poller),
+            build_app(monitor, poller, Authenticator(settings)),
             host=settings.host,
             port=settings.monitor_port,
             log_level="warning",

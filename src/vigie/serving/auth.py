@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
+from vigie.governance.access import GRANTS, PERMISSIONS, permits
 from vigie.governance.audit import AuditLog, Outcome
 
 __all__ = [
@@ -50,11 +51,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: Each role and the roles it grants.
-ROLES: dict[str, frozenset[str]] = {
-    "predict": frozenset({"predict"}),
-    "admin": frozenset({"admin", "predict"}),
-}
+#: Each role a key may carry and the permissions it grants (vigie.governance.access).
+ROLES: dict[str, frozenset[str]] = GRANTS
 
 _PREFIX = "vk_"
 _ID_HEX = 16
@@ -68,7 +66,7 @@ class ApiKeyRecord(BaseModel):
     Attributes:
         id: Public id (``key_<16 hex>``), also inside the key; the caller id.
         sha256: Hex SHA-256 of the whole key.
-        role: ``predict`` or ``admin``.
+        role: One of :data:`ROLES` (the policy's roles, ``predict``, ``admin``).
         created_at: When it was created (UTC).
         created_by: Who created it.
         expires_at: When it stops working; None: never.
@@ -275,7 +273,8 @@ class Authenticator:
 
         Args:
             token: The presented key (None when the request carried none).
-            role: The role the operation needs (``predict`` or ``admin``).
+            role: The permission the operation needs (``predict``, ``monitor.read``...:
+                :data:`vigie.governance.access.PERMISSIONS`).
             protocol: Where the request came from (a label for the audit log).
 
         Returns:
@@ -285,8 +284,8 @@ class Authenticator:
             VigieError: UNAUTHENTICATED for a missing, unknown, revoked or expired key;
                 FORBIDDEN for a key without the role; INTERNAL for an unknown role.
         """
-        if role not in ROLES:
-            raise VigieError(ErrorCode.INTERNAL, f"unknown role {role!r}", role=role)
+        if role not in PERMISSIONS:
+            raise VigieError(ErrorCode.INTERNAL, f"unknown permission {role!r}", role=role)
         self._refresh()
         state = self._state
         record = state.verified.get(token) if token else None
@@ -300,7 +299,7 @@ class Authenticator:
         if not record.usable(time.time()):
             reason = "revoked" if record.revoked_at else "expired"
             self._refuse(reason, protocol, role, token, actor=record.id)
-        if role not in ROLES.get(record.role, frozenset()):
+        if not permits(record.role, role):
             self._auditor.record(
                 reason="forbidden", protocol=protocol, actor=record.id, role=role, token=token
             )
@@ -342,7 +341,7 @@ def create_key(
 
     Args:
         settings: The settings (``api_keys_file``, ``audit_log_path``).
-        role: ``predict`` or ``admin``.
+        role: One of :data:`ROLES` (the policy's roles, ``predict``, ``admin``).
         actor: Who creates it (audited).
         expires_at: When it stops working (aware datetime); None: never.
 

@@ -15,6 +15,7 @@ which the models read as missing too).
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -30,9 +31,6 @@ from vigie.serving.proto import grpc_predict_v2_pb2 as pb
 from vigie.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 Columns = Mapping[str, npt.NDArray[Any]]
-
-#: The line of ``<home>/secrets/api_keys.local`` holding the generated predict key.
-LOCAL_KEY_PREFIX = "VIGIE_PREDICT_KEY="
 
 _HTTP_CODES = {
     400: ErrorCode.INVALID_INPUT,
@@ -257,12 +255,24 @@ def open_client(
 
 def local_predict_key(settings: Settings) -> str | None:
     """The predict key ``vigie serve`` generated in ``<home>/secrets/api_keys.local``, if any."""
+    return local_key(settings, "predict")
+
+
+def local_key(settings: Settings, role: str) -> str | None:
+    """The key of ``role`` (``predict`` or ``admin``) that local mode generated, if any."""
+    prefix = f"VIGIE_{role.upper()}_KEY="
     path = settings.secrets_dir / "api_keys.local"
     try:
         lines = path.read_text().splitlines()
     except OSError:
         return None
     for line in lines:
-        if line.startswith(LOCAL_KEY_PREFIX):
-            return line.removeprefix(LOCAL_KEY_PREFIX).strip() or None
+        if line.startswith(prefix):
+            return line.removeprefix(prefix).strip() or None
     return None
+
+
+def operator_key(settings: Settings) -> str | None:
+    """The key a command presents to the sidecar or the service's admin routes:
+    ``VIGIE_API_KEY``, else the admin key local mode generated."""
+    return os.environ.get("VIGIE_API_KEY", "").strip() or local_key(settings, "admin")

@@ -9,7 +9,8 @@
 // check could not run (no browser, a page that does not load, bad arguments).
 //
 // The browser is the system Chromium (env CHROMIUM_PATH, default /usr/bin/chromium),
-// driven by playwright-core: no browser is ever downloaded.
+// driven by playwright-core: no browser is ever downloaded. Pages behind HTTP Basic (the
+// drift sidecar's, whose password is an API key) get A11Y_HTTP_USER and A11Y_HTTP_PASSWORD.
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -127,6 +128,14 @@ async function main() {
       args: CHROMIUM_ARGS,
       viewport: { width: 1280, height: 900 },
       timeout: 60000,
+      ...(process.env.A11Y_HTTP_PASSWORD
+        ? {
+            httpCredentials: {
+              username: process.env.A11Y_HTTP_USER || "vigie",
+              password: process.env.A11Y_HTTP_PASSWORD,
+            },
+          }
+        : {}),
     });
   } catch (error) {
     rmSync(profile, { recursive: true, force: true });

@@ -33,6 +33,8 @@ import tritonclient.http as triton_http
 from vigie.config import Settings, load_settings
 from vigie.registry import Registry
 from vigie.runtime import OnnxModel
+from vigie.serving.auth import ensure_local_keys
+from vigie.serving.client import local_key
 from vigie.serving.harness import free_port, predict_key
 
 from .builder import images
@@ -98,6 +100,7 @@ def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Se
     """A copy of the trained home owned by the images' user (the pod's volume)."""
     copy = tmp_path_factory.mktemp("image-home") / "home"
     shutil.copytree(trained_home.home, copy, ignore=shutil.ignore_patterns("payload", "*.log"))
+    ensure_local_keys(load_settings(home=copy, mode="local"))  # before the owner changes
     for path in [copy, *copy.rglob("*")]:
         os.chown(path, UID, UID, follow_symlinks=False)
     return load_settings(home=copy, models_dir=copy / "models", mode="local", device="cpu")
@@ -230,13 +233,15 @@ def test_tritonclient_grpc_scores_equal_onnx_runtime_in_process(
 
 
 def test_the_sidecar_reads_what_the_serving_container_logged(
-    serving: Container, sidecar: Container
+    serving: Container, sidecar: Container, home: Settings
 ) -> None:
     url = f"http://127.0.0.1:{sidecar.ports['VIGIE_MONITOR_PORT']}/api/health"
+    assert httpx.get(url, timeout=5).status_code == 401  # its JSON needs a key
+    headers = {"Authorization": f"Bearer {local_key(home, 'admin')}"}
     deadline = time.monotonic() + 60
     health: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        health = httpx.get(url, timeout=5).json()
+        health = httpx.get(url, headers=headers, timeout=5).json()
         if health.get("entries_read", 0) >= 2:
             break
         time.sleep(1)

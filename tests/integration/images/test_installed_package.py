@@ -25,6 +25,8 @@ import pytest
 from vigie.config import Settings, load_settings
 from vigie.registry import Registry
 from vigie.runtime import OnnxModel
+from vigie.serving.auth import ensure_local_keys
+from vigie.serving.client import local_key
 from vigie.serving.harness import ServiceProcess, free_port, start_logged, stop_process, wait_ready
 
 from .builder import images
@@ -66,7 +68,9 @@ def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Se
     """A copy of the trained home (registry, keys), so this module's logs stay its own."""
     copy = tmp_path_factory.mktemp("installed-home") / "home"
     shutil.copytree(trained_home.home, copy, ignore=shutil.ignore_patterns("payload", "*.log"))
-    return load_settings(home=copy, models_dir=copy / "models", mode="local", device="cpu")
+    settings = load_settings(home=copy, models_dir=copy / "models", mode="local", device="cpu")
+    ensure_local_keys(settings)  # the service would; the sidecar test needs the admin key
+    return settings
 
 
 def test_the_venv_has_vigie_from_the_wheel_and_no_training_stack(installed: Path) -> None:
@@ -147,7 +151,9 @@ def test_vigie_monitor_serve_from_the_installed_package_is_ready(
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/health/ready", process, "the sidecar", log=log)
-        health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).json()
+        headers = {"Authorization": f"Bearer {local_key(home, 'admin')}"}
+        health = httpx.get(f"http://127.0.0.1:{port}/api/health", headers=headers, timeout=10)
+        health = health.json()
         assert health["status"] in {"ok", "degraded"}
     finally:
         stop_process(process)

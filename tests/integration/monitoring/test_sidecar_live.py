@@ -28,8 +28,10 @@ import pytest
 from vigie.config import Settings, load_settings
 from vigie.events.outcomes import OutcomeEvent, OutcomeLog
 from vigie.events.segments import SegmentSink
+from vigie.governance.audit import AuditLog
 from vigie.monitoring.sidecar import Monitor, read_requests
 from vigie.registry import Registry
+from vigie.serving.auth import create_key
 from vigie.serving.harness import wait_ready
 from vigie.training.snapshot import build_snapshot
 from vigie.training.spec import load_spec
@@ -211,7 +213,19 @@ def test_reports_left_waiting_are_published_after_a_restart(
 
 
 @pytest.fixture(scope="module")
-def sidecar(home: Settings, analysed: Monitor) -> Iterator[str]:
+def keys(home: Settings) -> dict[str, str]:
+    """An auditor's key (the sidecar's pages and JSON need ``monitor.read``) and a predict
+    key (which lacks it), made before the sidecar starts."""
+    return {r: create_key(home, r, actor="sidecar tests")[1] for r in ("auditor", "predict")}
+
+
+@pytest.fixture(scope="module")
+def auditor_key(keys: dict[str, str]) -> str:
+    return keys["auditor"]
+
+
+@pytest.fixture(scope="module")
+def sidecar(home: Settings, analysed: Monitor, keys: dict[str, str]) -> Iterator[str]:
     """The sidecar process (the ``monitoring/sidecar.py`` shell) over the analysed home."""
     port = free_port()
     env = {
@@ -243,26 +257,52 @@ def sidecar(home: Settings, analysed: Monitor) -> Iterator[str]:
         process.wait(timeout=60)
 
 
-def test_http_pages_api_and_metrics(sidecar: str, analysed: Monitor) -> None:
-    index = httpx.get(sidecar + "/")
+def test_http_pages_api_and_metrics(sidecar: str, analysed: Monitor, auditor_key: str) -> None:
+    client = httpx.Client(base_url=sidecar, headers={"Authorization": f"Bearer {auditor_key}"})
+    index = client.get("/")
     assert index.status_code == 200 and "flight_delay" in index.text
     window = analysed.results()[-1]
-    page = f"{sidecar}/models/flight_delay/versions/{window['version']}/windows/000005"
-    assert "000005" in httpx.get(page).text
-    report = httpx.get(page + "/report.html")
+    page = f"/models/flight_delay/versions/{window['version']}/windows/000005"
+    assert "000005" in client.get(page).text
+    report = client.get(page + "/report.html")
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
-    assert httpx.get(page + "/snapshot.json").status_code == 200
-    assert httpx.get(page + "/../../../../../etc/passwd").status_code == 404
-    assert httpx.get(f"{sidecar}/models/flight_delay/versions/1/windows/999999").status_code == 404
-    windows = httpx.get(f"{sidecar}/api/windows", params={"model": "flight_delay"}).json()
+    assert client.get(page + "/snapshot.json").status_code == 200
+    assert client.get(page + "/../../../../../etc/passwd").status_code == 404
+    assert client.get("/models/flight_delay/versions/1/windows/999999").status_code == 404
+    windows = client.get("/api/windows", params={"model": "flight_delay"}).json()
     assert len(windows) == 5
-    health = httpx.get(f"{sidecar}/api/health").json()
+    health = client.get("/api/health").json()
     assert health["status"] == "ok"
-    assert len(httpx.get(f"{sidecar}/api/retraining-requests").json()) == 1
-    metrics = httpx.get(f"{sidecar}/metrics").text
+    assert len(client.get("/api/retraining-requests").json()) == 1
+    metrics = httpx.get(f"{sidecar}/metrics").text  # Prometheus scrapes without a key
     assert "vigie_drift_share_drifted_features" in metrics
     assert "vigie_sidecar_last_poll_timestamp_seconds" in metrics
     assert httpx.get(f"{sidecar}/health/live").status_code == 200
+
+
+def test_pages_and_json_need_a_key_whose_role_may_read_them(
+    sidecar: str, home: Settings, keys: dict[str, str]
+) -> None:
+    before = AuditLog(home.audit_log_path).head()[0]
+    anonymous = httpx.get(f"{sidecar}/api/windows")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Basic ")
+    assert "API key" in anonymous.json()["error"]
+    forbidden = httpx.get(f"{sidecar}/", headers={"X-API-Key": keys["predict"]})
+    assert forbidden.status_code == 403 and "monitor.read" in forbidden.json()["error"]
+    basic = httpx.get(f"{sidecar}/", auth=("anyone", keys["auditor"]))  # what a browser sends
+    assert basic.status_code == 200
+    assert httpx.get(f"{sidecar}/health/ready").status_code == 200
+    refused = [e for e in _audit_entries(home) if e["seq"] > before and e["action"] == "auth.check"]
+    assert {(e["target"], e["details"]["reason"]) for e in refused} == {
+        ("sidecar", "missing"),
+        ("sidecar", "forbidden"),
+    }
+
+
+def _audit_entries(home: Settings) -> list[dict[str, Any]]:
+    lines = home.audit_log_path.read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
 
 def test_prometheus_scrapes_the_sidecar(sidecar: str, prometheus: StartPrometheus) -> None:
@@ -282,7 +322,7 @@ def test_prometheus_scrapes_the_sidecar(sidecar: str, prometheus: StartPrometheu
 
 
 def test_live_pages_meet_wcag_aa_in_chromium(
-    sidecar: str, node: str, a11y_script: Path, tmp_path: Path
+    sidecar: str, node: str, a11y_script: Path, tmp_path: Path, auditor_key: str
 ) -> None:
     pages = [
         f"{sidecar}/",
@@ -295,6 +335,7 @@ def test_live_pages_meet_wcag_aa_in_chromium(
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "A11Y_HTTP_PASSWORD": auditor_key},  # the browser's Basic login
     )
     assert run.returncode == 0, f"{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
     report = json.loads(run.stdout)
