@@ -36,6 +36,8 @@ NAMESPACE = "vigie"
 HOME = "/var/lib/vigie"
 #: VIGIE_* variables that are options of a command, not settings (vigie promote --key).
 COMMAND_VARIABLES = {"VIGIE_PREDICT_KEY": ("promote", "key")}
+#: Variables every command reads that are not settings: the caller's API key.
+CALLER_VARIABLES = {"VIGIE_API_KEY"}
 #: Example values of the Secret vigie-secrets, for building production settings.
 SECRET_VALUES = {
     "VIGIE_PSEUDONYM_KEY": "0" * 64,

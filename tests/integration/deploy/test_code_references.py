@@ -25,12 +25,14 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from vigie.cli import app as vigie_app
+from vigie.cli.common import API_KEY_VARIABLE
 from vigie.config import Settings
 from vigie.monitoring.sidecar import Monitor
 from vigie.monitoring.web import build_app as build_monitor_app
 from vigie.serving.rest import RestContext, create_app
 
 from .manifests import (
+    CALLER_VARIABLES,
     COMMAND_VARIABLES,
     HOME,
     OVERLAYS,
@@ -200,11 +202,16 @@ def test_every_vigie_variable_is_a_setting_and_the_settings_are_valid(
     for secret_keys in example_secrets().values():
         variables |= secret_keys
     vigie = {v for v in variables if v.startswith("VIGIE_")}
-    unknown = {v for v in vigie - set(COMMAND_VARIABLES) if v[6:].lower() not in fields}
+    known = set(COMMAND_VARIABLES) | CALLER_VARIABLES
+    unknown = {v for v in vigie - known if v[6:].lower() not in fields}
     assert not unknown, f"not settings of vigie.config.Settings: {sorted(unknown)}"
     # Each container's settings build (production mode: with the Secret's keys).
     for _, container in containers(objects):
         Settings(**settings_values(environment(container, objects)))
+
+
+def test_the_caller_variable_is_the_one_commands_read() -> None:
+    assert {API_KEY_VARIABLE} == CALLER_VARIABLES
 
 
 def test_command_variables_are_the_options_they_stand_for() -> None:
