@@ -217,6 +217,17 @@ def test_every_step_exits_0_without_a_traceback(loop_run: LoopRun) -> None:
     assert "chain intact" in loop_run.steps[-1][1].stdout
 
 
+def test_up_wrote_the_compliance_audit_report_of_what_it_left(loop_run: LoopRun) -> None:
+    up = loop_run.output("up")
+    found = re.search(r"report \(JSON\): (\S+\.json)", up)
+    assert found, up[-3000:]
+    report = json.loads(Path(found.group(1)).read_text())
+    items = report["items"]
+    assert len(items) == 12
+    assert all(item["status"] in {"conforms", "gap", "not_applicable"} for item in items)
+    assert all(item["evidence"] or item["gaps"] for item in items)
+
+
 def test_the_sidecar_analysed_windows_of_both_models(loop_run: LoopRun) -> None:
     results = Monitor(loop_run.settings, reports=False).results()
     assert {(r["model"], r["version"]) for r in results} >= {(m, "1") for m in MODELS}

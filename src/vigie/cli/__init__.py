@@ -10,15 +10,18 @@ import sys
 
 import typer
 
+from vigie.cli.access import access_app
 from vigie.cli.common import report_error
 from vigie.cli.data import audit_app, pipeline_app, warehouse_app
 from vigie.cli.features import features_app
+from vigie.cli.governance import governance_app
 from vigie.cli.keys import keys_app
 from vigie.cli.models import registry_app, train
 from vigie.cli.monitor import monitor_app
 from vigie.cli.promote import promote
 from vigie.cli.replay import ingest, replay
 from vigie.cli.retrain import retrain_command
+from vigie.cli.risks import risks_command
 from vigie.cli.serve import serve
 from vigie.cli.simulate import simulate
 from vigie.cli.up import up
@@ -28,10 +31,13 @@ app = typer.Typer(help="vigie: model serving and monitoring platform.", no_args_
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(audit_app, name="audit")
 app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(access_app, name="warehouse-access")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(features_app, name="features")
+app.add_typer(governance_app, name="governance")
+governance_app.command("risks")(risks_command)
 app.command("train")(train)
 app.command("serve")(serve)
 app.command("replay")(replay)

