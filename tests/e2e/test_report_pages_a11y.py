@@ -5,6 +5,8 @@ seasons, quality passing then failing its gate, labels not yet arrived, retraini
 requested), served by a stdlib HTTP server on a free local port, and checked by
 ``browser/a11y.mjs``: a full-page screenshot of each, then axe-core with the WCAG 2.0 and
 2.1 A and AA rules (and axe's best practices). No violation may be serious or critical.
+The page of ``vigie audit report`` (the compliance audit, with its gaps and risk register)
+is checked the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import random
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.governance.audit_home import conforming_home, evidence_of, version
 
+from vigie.governance.audit import AuditLog
+from vigie.governance.compliance import run_audit
+from vigie.governance.compliance_facts import PayloadFacts
 from vigie.monitoring.pages import render_index, render_not_found, render_window
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -232,3 +239,112 @@ def test_report_pages_meet_wcag_aa_in_chromium(
     titles = [p["title"] for p in report["pages"]]
     assert titles[1].startswith("Window 000009 of flight_delay version 3")
     assert titles[3].startswith("Page not found")
+
+
+@contextmanager
+def served(root: Path) -> Iterator[str]:
+    """``root`` served on 127.0.0.1 on a free port; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def audit_report_site(home: Path, site: Path) -> None:
+    """The page of ``vigie audit report`` over a home with conforming items, gaps of every
+    kind (an erasure left undone, a version without its card, a damaged payload log, a raw
+    copy in the landing zone: an open risk) and the risk register."""
+    settings, services = conforming_home(home)
+    AuditLog(settings.audit_log_path).append(
+        "data-1", "governance.erase", "p_2", "failure", details={"subject": "p_2"}
+    )
+    (home / "landing" / "planes").mkdir(parents=True)
+    damaged = PayloadFacts("payload", 9, unreadable=(("000001:000000000042", "not JSON"),))
+    services = replace(
+        services,
+        versions=(version(), version("arrival_delay", files={"model.onnx": "a" * 64})),
+        payload=damaged,
+    )
+    run_audit(
+        evidence_of(settings, services),
+        reports_dir=settings.reports_dir,
+        audit_log=settings.audit_log_path,
+        actor="auditor-1",
+        out=site,
+    )
+
+
+def test_compliance_audit_report_meets_wcag_aa_in_chromium(
+    node: str, a11y_script: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "audit"
+    audit_report_site(tmp_path / "home", site)
+    document = json.loads((site / "audit_report.json").read_text())
+    assert document["summary"]["gap"] >= 4 and document["summary"]["conforms"] >= 4
+    shots = tmp_path / "screenshots"
+    with served(site) as url:
+        run = subprocess.run(
+            [node, str(a11y_script), str(shots), f"{url}/audit_report.html"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert run.returncode in {0, 1}, f"the check did not run:\n{run.stderr}\n{run.stdout}"
+    page = json.loads(run.stdout)["pages"][0]
+    blocking = [
+        (v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]])
+        for v in page["violations"]
+        if v["impact"] in {"serious", "critical"}
+    ]
+    assert not blocking, json.dumps(blocking, indent=1)
+    assert run.returncode == 0
+    assert page["title"].startswith("Compliance audit report")
+    assert Path(page["screenshot"]).stat().st_size > 1000
+    assert page["externalRequests"] == [] and page["errors"] == []
+    assert page["passes"] > 10
+
+
+def test_documentation_site_meets_wcag_aa_in_chromium(
+    node: str, a11y_script: Path, tmp_path: Path
+) -> None:
+    """Pages of the documentation site (``mkdocs.yml``: the index, a role's training, a
+    specification, an architecture view and a decision record), built and checked alike."""
+    import sys
+
+    pytest.importorskip("mkdocs", reason="mkdocs is in the dev extra (make setup)")
+    site = tmp_path / "docs-site"
+    build = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, f"mkdocs build --strict failed:\n{build.stderr}"
+    paths = [
+        "/", "/training/sre/", "/training/application-developer/", "/specs/ai-solution/",
+        "/architecture/containers/", "/architecture/decisions/0001-bentoml-with-in-worker-grpc/",
+    ]  # fmt: skip
+    with served(site) as url:
+        run = subprocess.run(
+            [node, str(a11y_script), str(tmp_path / "docs-screenshots")]
+            + [f"{url}{path}" for path in paths],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert run.returncode in {0, 1}, f"the check did not run:\n{run.stderr}\n{run.stdout}"
+    report = json.loads(run.stdout)
+    blocking = [
+        (p["url"], v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]])
+        for p in report["pages"]
+        for v in p["violations"]
+        if v["impact"] in {"serious", "critical"}
+    ]
+    assert not blocking, json.dumps(blocking, indent=1)
+    assert run.returncode == 0
+    for page in report["pages"]:
+        assert Path(page["screenshot"]).stat().st_size > 1000, page["url"]
+        assert page["externalRequests"] == [] and page["errors"] == [], page["url"]
+        assert page["passes"] > 10, page["url"]
+    titles = [p["title"] for p in report["pages"]]
+    assert titles[0] == "vigie" and titles[1] == "Onboarding for SREs - vigie", titles

@@ -45,7 +45,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     package = images.build_package(folder / "dist")
     house = images.wheelhouse(EXTRAS, package, Path(sys.executable))
     subprocess.run([sys.executable, "-m", "venv", str(folder / "venv")], check=True)
-    pip = [str(folder / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    pip = [
+        str(folder / "venv" / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-compile",
+    ]
     subprocess.run(
         [*pip, "--no-index", "--find-links", str(house), f"{package}[{EXTRAS}]"],
         check=True,
