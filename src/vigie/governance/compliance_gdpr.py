@@ -23,6 +23,7 @@ from vigie.governance.compliance_items import (
 from vigie.governance.compliance_lifecycle import erasure, storage_limitation
 from vigie.governance.compliance_security import security_of_processing
 from vigie.governance.policy import PROTECTED, ColumnPolicy, DataPolicy, Handling, TablePolicy
+from vigie.governance.policy_changes import POLICY_CHANGE, PolicyState, last_recorded, unreviewed
 
 
 def gdpr_items(evidence: Evidence) -> list[Item]:
@@ -53,7 +54,7 @@ def records_of_processing(evidence: Evidence) -> Item:
         summary=f"The data policy records {plural(len(policy.tables), 'table')} with "
         f"{plural(len(policy.purposes), 'purpose')} and {plural(len(policy.roles), 'role')}.",
         evidence=[policy_ref(evidence)],
-        gaps=gaps + _unclassified_loads(evidence),
+        gaps=gaps + _unclassified_loads(evidence) + policy_change_gaps(evidence),
         tables=[
             table(
                 "Records of processing, per table",
@@ -79,6 +80,34 @@ def _record(name: str, policy: TablePolicy) -> tuple[str, ...]:
         ", ".join(sorted({c.retention for c in stored})) or "not stored",
         ", ".join(f"{k} {v}" for k, v in sorted(classes.items())),
     )
+
+
+def policy_change_gaps(evidence: Evidence) -> list[Gap]:
+    """The policy's content changed under an unchanged version: at a recorded run (the
+    ``policy.change`` failures since its version was last raised), or now, since the last
+    recorded run."""
+    entries = [e.model_dump() for e in evidence.audit.entries]
+    policy = evidence.policy
+    current = PolicyState(policy.version, policy.content_hash())
+    remedy = (
+        f"review the change and raise version in {evidence.policy_path} "
+        f"(it is {policy.version}); the next pipeline run records it"
+    )
+    skipped = [
+        e["seq"]
+        for e in entries
+        if e["action"] == POLICY_CHANGE
+        and e["outcome"] == "failure"
+        and e["inputs"].get("policy_version") == policy.version
+    ]
+    gaps = [
+        gap(f"the data policy changed without its version being raised (audit seq {seq})", remedy)
+        for seq in skipped
+    ]
+    if unreviewed(last_recorded(entries), current):
+        problem = "the data policy differs from the one the last run recorded, same version"
+        gaps.append(gap(problem, remedy))
+    return gaps
 
 
 def _unclassified_loads(evidence: Evidence) -> list[Gap]:

@@ -62,6 +62,7 @@ class RunRecord:
     window_to: date | None
     started_at: datetime
     pipeline: str = "flights_batch"
+    policy_version: int | None = None
     status: str = "running"
     code_version: str = field(default_factory=current_code_version)
     input_hashes: dict[str, str] = field(default_factory=dict)

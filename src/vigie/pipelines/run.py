@@ -20,6 +20,7 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.governance.audit import AuditLog
 from vigie.governance.policy import DataPolicy, Handling, load_policy
+from vigie.governance.policy_changes import PolicyState, record_change
 from vigie.governance.pseudonymize import Pseudonymizer
 from vigie.pipelines import landing
 from vigie.pipelines.checks import CHECKS, FINDINGS
@@ -69,11 +70,13 @@ def run_pipeline(
         run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}",
         actor=settings.actor,
         policy_hash=policy.content_hash(),
+        policy_version=policy.version,
         window_from=window_from,
         window_to=window_to,
         started_at=datetime.now(UTC),
     )
     audit = AuditLog(settings.audit_log_path)
+    _note_policy_change(settings, policy, record)
     warehouse: Warehouse | None = None
     try:
         notify(f"connecting to {redact(settings.resolved_warehouse_url)}")
@@ -276,13 +279,29 @@ def _fail(
     _audit(audit, record)
 
 
+def _note_policy_change(settings: Settings, policy: DataPolicy, record: RunRecord) -> None:
+    """Audit a change of the policy since the last run; warn when its version was not raised."""
+    state = PolicyState(policy.version, record.policy_hash)
+    source = str(policy.source or "the shipped data policy")
+    if record_change(settings.audit_log_path, state, actor=settings.actor, source=source):
+        log.warning(
+            "the data policy changed without its version being raised: raise version in %s "
+            "once the change is reviewed (audit log: policy.change)",
+            source,
+        )
+
+
 def _audit(audit: AuditLog, record: RunRecord) -> None:
     audit.append(
         actor=record.actor,
         action="pipeline.run",
         target=record.pipeline,
         outcome="success" if record.status == "success" else "failure",
-        inputs={"landing": record.input_hashes, "policy_sha256": record.policy_hash},
+        inputs={
+            "landing": record.input_hashes,
+            "policy_sha256": record.policy_hash,
+            "policy_version": record.policy_version,
+        },
         details={
             "run_id": record.run_id,
             "window_from": str(record.window_from),

@@ -35,7 +35,7 @@ from vigie.governance.compliance_facts import (
     ServiceFacts,
 )
 from vigie.governance.compliance_items import Item, Ref, Status
-from vigie.governance.policy import default_policy_path
+from vigie.governance.policy import default_policy_path, load_policy
 from vigie.governance.risks import assess
 
 Cli = Callable[..., Result]
@@ -407,3 +407,21 @@ def test_services_facts_default_to_nothing_read(tmp_path: Path) -> None:
     assert "the payload log could not be read" in problems(items["aiact.art12.records"])
     assert "audit chain intact: no audit log" in problems(items["gdpr.art32.security"])
     assert "there is no audit log" in problems(items["aiact.art12.records"])
+
+
+def test_a_policy_changed_without_its_version_raised_is_a_records_gap(tmp_path: Path) -> None:
+    settings, services = conforming_home(tmp_path)
+    assert items_of(evidence_of(settings, services))["gdpr.art30.records"].status.value == (
+        "conforms"
+    )
+    version = load_policy(settings.policy_file).version
+    AuditLog(settings.audit_log_path).append(
+        "data-1", "policy.change", "policy.yaml", "failure",
+        inputs={"policy_sha256": "f" * 64, "policy_version": version},
+        details={"reason": "content changed without its version being raised"},
+    )  # fmt: skip
+    item = items_of(evidence_of(settings, services))["gdpr.art30.records"]
+    assert item.status.value == "gap"
+    problems = [g.problem for g in item.gaps]
+    assert any("without its version being raised" in p for p in problems)
+    assert any("differs from the one the last run recorded" in p for p in problems)
