@@ -353,7 +353,8 @@ def test_the_monthly_workflow_runs_retain(embedded: Home, tmp_path: Path) -> Non
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert f"Retention as of {AS_OF.isoformat()}: would delete" in output
-    assert "Job succeeded" in output
+    assert "### Compliance audit since" in output  # the report job after the retention job
+    assert output.count("Job succeeded") == 2
     (entry,) = audit_entries(embedded.settings, "governance.retain")
     assert entry.details["dry_run"] is True and entry.details["deleted"] > 0
     assert embedded.query("SELECT count(*) FROM fact_outcome")[0][0] > 0
