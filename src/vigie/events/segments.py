@@ -79,7 +79,7 @@ class SegmentSink:
         """
         data = b"".join(encode_entry(e) + b"\n" for e in entries)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o750)
-        with _folder_lock(self.folder):
+        with folder_lock(self.folder):
             number = self._newest()
             path = segment_path(self.folder, number)
             size = path.stat().st_size if path.exists() else 0
@@ -128,7 +128,9 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
+def folder_lock(folder: Path) -> Iterator[None]:
+    """The lock of a segment folder: every writer holds it for a batch, and so does whatever
+    removes or rolls segments under the writers (retention)."""
     fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o640)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

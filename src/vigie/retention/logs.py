@@ -17,7 +17,6 @@ two layouts (:mod:`vigie.events.segments`, :mod:`vigie.events.payload_stream`,
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from vigie.errors import ErrorCode, VigieError
 from vigie.events.outcomes import OUTCOME_STREAM
 from vigie.events.payload_stream import DEFAULT_STREAM, connect
 from vigie.events.redis_stream import stream_key
-from vigie.events.segments import segment_numbers, segment_path
+from vigie.events.segments import folder_lock, segment_numbers, segment_path
 from vigie.events.stream import DEFAULT_STREAM_NAME, REDIS_SCHEMES, events_folder
 from vigie.governance.erasure import ErasureReport, Target, redact_line
 from vigie.governance.policy import DataPolicy
@@ -164,12 +163,8 @@ def _writers_locked(folder: Path, dry_run: bool) -> Iterator[None]:
     if dry_run or not folder.is_dir():
         yield
         return
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o640)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with folder_lock(folder):
         yield
-    finally:
-        os.close(fd)
 
 
 def _retain_segments(log: Log, sweep: Sweep, dry_run: bool) -> None:
