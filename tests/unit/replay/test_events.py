@@ -3,7 +3,6 @@ come after it, and a feed that waits for the feature processor without hanging o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,7 +24,6 @@ from vigie.events.flight_events import (
 from vigie.events.local_stream import LocalEventStream
 from vigie.features.processor import open_store
 from vigie.features.store import Lookup, SqliteStore, us
-from vigie.pipelines.run import run_pipeline
 from vigie.replay.events import EventFeed, load_schedule, rewind_store, schedule_from_arrow
 from vigie.warehouse.connection import connect
 
@@ -170,22 +168,10 @@ def test_schedule_only_requests_carry_what_an_application_knows(fields: str) -> 
     assert request.columns["flight"].tolist() == [11.0, 22.0]
 
 
-@pytest.fixture(scope="module")
-def loaded(
-    tmp_path_factory: pytest.TempPathFactory,
-    small_source: Path,
-    make_settings: Callable[..., Settings],
-) -> Settings:
-    """A DuckDB warehouse holding the small real source set."""
-    settings = make_settings(tmp_path_factory.mktemp("replay-events"), small_source)
-    assert run_pipeline(settings).record.status == "success"
-    return settings
-
-
-def test_a_warehouse_window_gives_every_flight_its_events(loaded: Settings) -> None:
-    schedule = load_schedule(loaded, date(2013, 1, 2), date(2013, 1, 2))
+def test_a_warehouse_window_gives_every_flight_its_events(small_warehouse: Settings) -> None:
+    schedule = load_schedule(small_warehouse, date(2013, 1, 2), date(2013, 1, 2))
     events = [schedule.event(i) for i in range(len(schedule))]
-    with closing(connect(loaded.resolved_warehouse_url, read_only=True)) as warehouse:
+    with closing(connect(small_warehouse.resolved_warehouse_url, read_only=True)) as warehouse:
         ((flights,),) = warehouse.query(
             "SELECT count(*) FROM fact_flight WHERE flight_date BETWEEN ? AND ?",
             (date(2013, 1, 1), date(2013, 1, 2)),
@@ -195,15 +181,20 @@ def test_a_warehouse_window_gives_every_flight_its_events(loaded: Settings) -> N
     assert len({e.event_id for e in events}) == len(events)
 
 
-def test_a_replay_that_rewinds_the_clock_empties_the_store_first(loaded: Settings) -> None:
-    store = open_store(loaded)
-    schedule = load_schedule(loaded, date(2013, 1, 1), date(2013, 1, 2))
+def test_a_replay_that_rewinds_the_clock_empties_the_store_first(
+    small_warehouse: Settings, tmp_path: Path
+) -> None:
+    # an online store of this test's own, over the shared warehouse
+    url = small_warehouse.resolved_warehouse_url
+    settings = small_warehouse.model_copy(update={"home": tmp_path, "warehouse_url": url})
+    store = open_store(settings)
+    schedule = load_schedule(settings, date(2013, 1, 1), date(2013, 1, 2))
     store.apply([schedule.event(i) for i in range(len(schedule))])
     store.close()
-    rewind_store(loaded, date(2013, 1, 2))  # the store ends a day after: a warm-up, kept
-    assert open_store(loaded).watermark_us() is not None
-    rewind_store(loaded, date(2012, 12, 1))  # a month earlier: the store is from its future
-    emptied = open_store(loaded)
+    rewind_store(settings, date(2013, 1, 2))  # the store ends a day after: a warm-up, kept
+    assert open_store(settings).watermark_us() is not None
+    rewind_store(settings, date(2012, 12, 1))  # a month earlier: the store is from its future
+    emptied = open_store(settings)
     assert emptied.watermark_us() is None
     assert (
         emptied.lookup(Lookup(tails=frozenset(), first_us=0, last_us=1)).facts.flight_key.size == 0
