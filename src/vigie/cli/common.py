@@ -18,9 +18,7 @@ from vigie.errors import EXIT_CODES, ErrorCode, VigieError
 from vigie.governance.access import LOCAL_OPERATOR, PERMISSIONS, roles_with
 from vigie.log import configure_logging
 from vigie.serving.auth import Authenticator
-
-#: The variable holding the caller's API key, for commands that need a permission.
-API_KEY_VARIABLE = "VIGIE_API_KEY"
+from vigie.serving.client import API_KEY_VARIABLE
 
 # Tables keep their columns in logs and CI output, where there is no terminal width.
 out = Console(width=None if sys.stdout.isatty() else 140)

@@ -210,6 +210,21 @@ def verify(path: Path, expected_head: tuple[int, str] | None = None) -> AuditVer
     return checker.result()
 
 
+def read_entries(path: Path) -> list[AuditEntry]:
+    """Every entry of the log that parses, in file order; a missing log has none. Whether
+    the chain holds is :func:`verify`'s to say: a line that does not parse is passed over."""
+    if not path.is_file():
+        return []
+    entries = []
+    with path.open("rb") as handle:
+        for line in handle:
+            try:
+                entries.append(AuditEntry.model_validate_json(line))
+            except ValidationError:
+                continue
+    return entries
+
+
 @dataclass(frozen=True)
 class _Problem:
     message: str

@@ -86,7 +86,7 @@ def policy_change_gaps(evidence: Evidence) -> list[Gap]:
     """The policy's content changed under an unchanged version: at a recorded run (the
     ``policy.change`` failures since its version was last raised), or now, since the last
     recorded run."""
-    entries = [e.model_dump() for e in evidence.audit.entries]
+    entries = evidence.audit.entries
     policy = evidence.policy
     current = PolicyState(policy.version, policy.content_hash())
     remedy = (
@@ -94,11 +94,11 @@ def policy_change_gaps(evidence: Evidence) -> list[Gap]:
         f"(it is {policy.version}); the next pipeline run records it"
     )
     skipped = [
-        e["seq"]
+        e.seq
         for e in entries
-        if e["action"] == POLICY_CHANGE
-        and e["outcome"] == "failure"
-        and e["inputs"].get("policy_version") == policy.version
+        if e.action == POLICY_CHANGE
+        and e.outcome == "failure"
+        and e.inputs.get("policy_version") == policy.version
     ]
     gaps = [
         gap(f"the data policy changed without its version being raised (audit seq {seq})", remedy)

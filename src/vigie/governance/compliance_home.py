@@ -9,11 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from vigie.config import Settings
 from vigie.errors import VigieError
-from vigie.governance.audit import AuditEntry, verify
+from vigie.governance.audit import read_entries, verify
 from vigie.governance.compliance_facts import (
     AuditFacts,
     ClosedLoopFacts,
@@ -77,14 +75,7 @@ def read_audit(path: Path, reports: Path, home: Path) -> AuditFacts:
         verification = verify(path, expected_head=anchor[:2] if anchor else None)
     except VigieError:  # removed between the check and the read
         return AuditFacts(where, False, None, ())
-    entries = []
-    with path.open("rb") as handle:
-        for line in handle:
-            try:
-                entries.append(AuditEntry.model_validate_json(line))
-            except ValidationError:
-                continue
-    return AuditFacts(where, True, verification, tuple(entries), anchor)
+    return AuditFacts(where, True, verification, tuple(read_entries(path)), anchor)
 
 
 def latest_anchor(reports: Path, home: Path) -> tuple[int, str, str] | None:

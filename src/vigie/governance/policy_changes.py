@@ -10,13 +10,11 @@ skipped review), which the compliance audit reports as a gap until the version i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from vigie.governance.audit import AuditLog, Outcome
+from vigie.governance.audit import AuditEntry, AuditLog, Outcome, read_entries
 
 #: The audit action of a change of the policy.
 POLICY_CHANGE = "policy.change"
@@ -33,19 +31,18 @@ class PolicyState:
     sha256: str
 
 
-def state_of(entry: dict[str, Any]) -> PolicyState | None:
-    """The policy state an audit entry (as a mapping) recorded, if it recorded one."""
-    if entry.get("action") not in RECORDING_ACTIONS:
+def state_of(entry: AuditEntry) -> PolicyState | None:
+    """The policy state an audit entry recorded, if it recorded one."""
+    if entry.action not in RECORDING_ACTIONS:
         return None
-    inputs = entry.get("inputs") or {}
-    sha256 = inputs.get("policy_sha256")
+    sha256 = entry.inputs.get("policy_sha256")
     if not isinstance(sha256, str):
         return None
-    version = inputs.get("policy_version")
+    version = entry.inputs.get("policy_version")
     return PolicyState(version if isinstance(version, int) else None, sha256)
 
 
-def last_recorded(entries: Iterable[dict[str, Any]]) -> PolicyState | None:
+def last_recorded(entries: Iterable[AuditEntry]) -> PolicyState | None:
     """The policy state of the last entry that recorded one."""
     found: PolicyState | None = None
     for entry in entries:
@@ -66,7 +63,7 @@ def record_change(audit_path: Path, current: PolicyState, *, actor: str, source:
     Returns:
         True when the change kept its version (content changed without review).
     """
-    previous = last_recorded(_entries(audit_path))
+    previous = last_recorded(read_entries(audit_path))
     if previous is None or previous.sha256 == current.sha256:
         return False
     skipped = unreviewed(previous, current)
@@ -85,17 +82,3 @@ def record_change(audit_path: Path, current: PolicyState, *, actor: str, source:
         },
     )
     return skipped
-
-
-def _entries(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    entries = []
-    for line in lines:
-        try:
-            entries.append(json.loads(line))
-        except ValueError:  # a damaged line is audit verify's to report
-            continue
-    return entries

@@ -272,7 +272,11 @@ def local_key(settings: Settings, role: str) -> str | None:
     return None
 
 
+#: The variable holding the caller's API key, for commands that need a permission.
+API_KEY_VARIABLE = "VIGIE_API_KEY"
+
+
 def operator_key(settings: Settings) -> str | None:
     """The key a command presents to the sidecar or the service's admin routes:
     ``VIGIE_API_KEY``, else the admin key local mode generated."""
-    return os.environ.get("VIGIE_API_KEY", "").strip() or local_key(settings, "admin")
+    return os.environ.get(API_KEY_VARIABLE, "").strip() or local_key(settings, "admin")

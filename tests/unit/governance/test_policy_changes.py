@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vigie.governance.audit import AuditLog
+from vigie.governance.audit import AuditLog, read_entries
 from vigie.governance.policy_changes import (
     PolicyState,
     last_recorded,
@@ -23,14 +23,16 @@ def test_unreviewed_means_new_content_under_the_same_or_an_older_version() -> No
     assert not unreviewed(PolicyState(None, "a" * 64), PolicyState(3, "b" * 64))  # unknown
 
 
-def test_the_last_recording_entry_wins_and_others_are_ignored() -> None:
-    entries = [
-        {"action": "pipeline.run", "inputs": {"policy_sha256": "x", "policy_version": 1}},
-        {"action": "model.promote", "inputs": {"policy_sha256": "y", "policy_version": 9}},
-        {"action": "policy.change", "inputs": {"policy_sha256": "z", "policy_version": 2}},
-        {"action": "pipeline.run", "inputs": {}},
-    ]
-    assert last_recorded(entries) == PolicyState(2, "z")
+def test_the_last_recording_entry_wins_and_others_are_ignored(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for action, inputs in [
+        ("pipeline.run", {"policy_sha256": "x", "policy_version": 1}),
+        ("model.promote", {"policy_sha256": "y", "policy_version": 9}),
+        ("policy.change", {"policy_sha256": "z", "policy_version": 2}),
+        ("pipeline.run", {}),
+    ]:
+        log.append("t", action, "target", "success", inputs=inputs)
+    assert last_recorded(read_entries(log.path)) == PolicyState(2, "z")
 
 
 def test_record_change_writes_only_a_change(tmp_path: Path) -> None:
